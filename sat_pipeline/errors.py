@@ -1,0 +1,8 @@
+"""The one error kind the pipeline raises for a bad request.
+
+Models turn it into ``TritonError.INVALID_ARG`` for that request only, so the server keeps serving.
+"""
+
+
+class RequestError(ValueError):
+    """A request the pipeline cannot serve: the message names the input or option and why."""

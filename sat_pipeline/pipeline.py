@@ -1,0 +1,120 @@
+"""The two halves of a request around the ONNX model, composed from the pure steps.
+
+:func:`prepare` is what the tokenizer model runs, :func:`finish` what the postprocessor runs; the
+long-text model runs both in one process and feeds the ONNX model in slices between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunking import ChunkPlan, build_inputs, plan_chunks
+from .options import Options
+from .segmentation import paragraph_sentence_spans, sentence_spans
+from .stitching import char_probabilities, stitch_token_logits
+from .texts import is_blank, remove_spaces
+from .tokenization import TokenizedBatch, tokenize
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    pad_to_multiple_of: int = 1
+
+
+def model_texts(texts: list[str], options: Options) -> tuple[list[str], np.ndarray]:
+    """The texts the model sees (spaces removed if asked) and which of them take part in inference."""
+    if options.remove_whitespace_before_inference:
+        texts = [text.replace(" ", "") for text in texts]
+    return texts, np.array([not is_blank(text) for text in texts], dtype=bool)
+
+
+def prepare(tokenizer, texts: list[str], options: Options, settings: TokenizerSettings):
+    """Tokenize and cut into windows: returns the batch, the plan and the ONNX inputs."""
+    inputs, include = model_texts(texts, options)
+    batch = tokenize(tokenizer, inputs, include)
+    plan = plan_chunks(batch.counts, options.block_size, options.stride)
+    input_ids, attention_mask = build_inputs(
+        batch.ids, batch.starts, plan, settings.cls_id, settings.sep_id, settings.pad_id, settings.pad_to_multiple_of
+    )
+    return batch, plan, input_ids, attention_mask
+
+
+@dataclass
+class Segmented:
+    sentences: list[str]  # all texts' sentences, in order
+    counts: np.ndarray  # int32 [texts]
+    spans: np.ndarray  # int64 [sentences, 2]
+    paragraphs: np.ndarray  # int32 [sentences]
+    char_probs: list[np.ndarray]  # float32 per text (over the original text)
+
+
+def text_probabilities(
+    texts: list[str],
+    token_counts: np.ndarray,
+    token_ends: np.ndarray,
+    chunk_logits: np.ndarray,
+    options: Options,
+) -> list[np.ndarray]:
+    """Per-character boundary probabilities of every text (what ``SaT.predict_proba`` computes)."""
+    counts = np.asarray(token_counts, dtype=np.int64)
+    plan = plan_chunks(counts, options.block_size, options.stride)
+    token_logits = stitch_token_logits(chunk_logits, plan, counts, options.weighting)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    probs = []
+    for index, text in enumerate(texts):
+        a, b = offsets[index], offsets[index + 1]
+        if options.remove_whitespace_before_inference:
+            kept, keep = remove_spaces(text)
+            full = np.zeros(len(text), dtype=np.float32)
+            full[keep] = char_probabilities(len(kept), token_logits[a:b], token_ends[a:b])
+            probs.append(full)
+        else:
+            probs.append(char_probabilities(len(text), token_logits[a:b], token_ends[a:b]))
+    return probs
+
+
+def finish(
+    texts: list[str],
+    token_counts: np.ndarray,
+    token_ends: np.ndarray,
+    chunk_logits: np.ndarray,
+    options: Options,
+    default_threshold: float,
+) -> Segmented:
+    """Stitch, threshold and cut every text into sentences."""
+    threshold = options.threshold if options.threshold is not None else default_threshold
+    probs = text_probabilities(texts, token_counts, token_ends, chunk_logits, options)
+    starts, ends, paragraphs, counts = [], [], [], np.zeros(len(texts), dtype=np.int32)
+    for index, (text, p) in enumerate(zip(texts, probs)):
+        if options.do_paragraph_segmentation:
+            (s, e), para = paragraph_sentence_spans(
+                text, p, threshold, options.paragraph_threshold, options.strip_whitespace
+            )
+        else:
+            s, e = sentence_spans(text, p, threshold, options.strip_whitespace, options.split_on_input_newlines)
+            para = np.zeros(len(s), dtype=np.int32)
+        starts.append(s)
+        ends.append(e)
+        paragraphs.append(para)
+        counts[index] = len(s)
+    if texts:
+        spans = np.stack([np.concatenate(starts), np.concatenate(ends)], axis=1).astype(np.int64)
+        paragraph = np.concatenate(paragraphs).astype(np.int32)
+    else:
+        spans, paragraph = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int32)
+    sentences = []
+    for text, s, e in zip(texts, starts, ends):
+        sentences.extend(text[a:b] for a, b in zip(s.tolist(), e.tolist()))
+    return Segmented(sentences, counts, spans, paragraph, probs)
+
+
+def chunk_plan(token_counts: np.ndarray, options: Options) -> ChunkPlan:
+    return plan_chunks(np.asarray(token_counts, dtype=np.int64), options.block_size, options.stride)
+
+
+__all__ = ["TokenizerSettings", "TokenizedBatch", "prepare", "finish", "text_probabilities", "Segmented", "chunk_plan"]

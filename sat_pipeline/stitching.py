@@ -1,0 +1,73 @@
+"""From window logits back to one probability per character, on wtpsplit's numeric path.
+
+wtpsplit sums each window's logits into a float16 buffer (``acc += weight * logit``, the product in
+float32, the sum rounded to float16 after every window, windows in order), divides by the float16
+sum of weights, puts each token's logit on the last character of the token (-inf elsewhere) and
+applies a float32 sigmoid. Near the threshold those roundings decide, so they are reproduced here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .chunking import ChunkPlan
+
+
+def window_weights(block_size: int, weighting: str) -> np.ndarray:
+    """Per-position weights of a window, float16 as in wtpsplit."""
+    if weighting == "uniform":
+        return np.ones(block_size, dtype=np.float16)
+    x = np.linspace(-(1 - 1 / block_size), 1 - 1 / block_size, block_size, dtype=np.float16)
+    return 1 - np.abs(x)
+
+
+def stitch_token_logits(
+    chunk_logits: np.ndarray,
+    plan: ChunkPlan,
+    token_counts: np.ndarray,
+    weighting: str = "uniform",
+) -> np.ndarray:
+    """Average the windows' boundary logits per token: float16 [total tokens], texts concatenated.
+
+    ``chunk_logits[c, 1 + j]`` is the logit of token ``plan.start[c] + j`` of window c (position 0 is
+    ``<s>``). Vectorised over all tokens: a token covered by several windows takes their
+    contributions one "layer" at a time, in window order, exactly as wtpsplit's loop adds them.
+    """
+    counts = np.asarray(token_counts, dtype=np.int64)
+    total = int(counts.sum())
+    acc = np.zeros(total, dtype=np.float16)
+    norm = np.zeros(total, dtype=np.float16)
+    if total == 0 or len(plan) == 0:
+        return acc
+    text_starts = np.cumsum(counts) - counts
+    g_start = text_starts[plan.text] + plan.start  # window bounds in flat token coordinates
+    g_end = text_starts[plan.text] + plan.end
+    position = np.arange(total, dtype=np.int64)
+    first = np.searchsorted(g_end, position, side="right")  # first window covering each token
+    last = np.searchsorted(g_start, position, side="right") - 1  # last window covering it
+    weights = window_weights(plan.block_size, weighting)
+    logits = np.asarray(chunk_logits, dtype=np.float32)
+    for layer in range(int((last - first).max()) + 1):
+        sel = np.nonzero(first + layer <= last)[0]
+        window = first[sel] + layer
+        local = sel - g_start[window]
+        w = weights[local]
+        acc[sel] = (acc[sel] + w * logits[window, local + 1]).astype(np.float16)
+        norm[sel] = norm[sel] + w
+    return acc / norm
+
+
+def char_probabilities(
+    text_length: int,
+    token_logits: np.ndarray,
+    token_ends: np.ndarray,
+) -> np.ndarray:
+    """float32 [text_length]: sigmoid of each token's logit on the token's last character, 0 elsewhere.
+
+    A token ending at offset 0 lands on the last character, as numpy's index -1 does in wtpsplit;
+    when several tokens end on one character the last of them wins, as in wtpsplit.
+    """
+    char_logits = np.full(text_length, -np.inf, dtype=np.float32)
+    if len(token_ends):
+        char_logits[np.asarray(token_ends) - 1] = token_logits
+    return 1 / (1 + np.exp(-char_logits))

@@ -1,0 +1,60 @@
+"""Texts as the pipeline sees them: decoded strictly, measured in Unicode code points.
+
+Offsets everywhere (token offsets, spans, probabilities) count code points, as Python's ``str``
+does, so ``text[start:end]`` on the client gives back each sentence.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from .errors import RequestError
+
+_UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
+
+# Every code point for which str.isspace() is true (what wtpsplit's whitespace handling, str.strip()
+# and the regex \s use): computed once so whitespace tests are one vectorised lookup per text.
+WHITESPACE = np.array([c for c in range(sys.maxunicode + 1) if chr(c).isspace()], dtype=np.uint32)
+
+
+def decode_texts(raw: np.ndarray, tensor_name: str = "TEXT") -> list[str]:
+    """Decode a BYTES tensor (an object array of ``bytes``) into strings, strictly as UTF-8."""
+    texts = []
+    for index, item in enumerate(raw.reshape(-1)):
+        if isinstance(item, str):
+            texts.append(item)
+            continue
+        try:
+            texts.append(bytes(item).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise RequestError(
+                f"{tensor_name}[{index}] is not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at byte offset "
+                f"{exc.start} ({exc.reason}); send text encoded as UTF-8"
+            ) from None
+    return texts
+
+
+def codepoints(text: str) -> np.ndarray:
+    """The code points of ``text`` as a uint32 array (no per-character Python loop)."""
+    return np.frombuffer(text.encode(_UTF32), dtype=np.uint32)
+
+
+def whitespace_mask(text: str) -> np.ndarray:
+    """``mask[i] == text[i].isspace()`` for every position."""
+    return np.isin(codepoints(text), WHITESPACE)
+
+
+def is_blank(text: str) -> bool:
+    """wtpsplit leaves texts with ``not text.strip()`` out of inference."""
+    return not text.strip()
+
+
+def remove_spaces(text: str) -> tuple[str, np.ndarray]:
+    """``remove_whitespace_before_inference``: drop every ' ' (U+0020 only, as wtpsplit does).
+
+    Returns the reduced text and a boolean mask over the original text marking the kept positions.
+    """
+    keep = codepoints(text) != 0x20
+    return text.replace(" ", ""), keep
