@@ -184,6 +184,10 @@ class TritonServer:
                                       stdin=subprocess.DEVNULL, env=self._environment(install))
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def log_text(self) -> str:
         if self.log_file is None or not self.log_file.exists():
             return ""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import wire
 from .chunking import ChunkPlan, build_inputs, plan_chunks
 from .options import Options
 from .segmentation import paragraph_sentence_spans, sentence_spans
@@ -113,8 +114,23 @@ def finish(
     return Segmented(sentences, counts, spans, paragraph, probs)
 
 
+def output_arrays(segmented: Segmented) -> dict[str, np.ndarray]:
+    """The public output tensors of a request, by wire name."""
+    return {
+        wire.SENTENCES: np.array([s.encode("utf-8") for s in segmented.sentences], dtype=np.object_),
+        wire.SENTENCE_COUNTS: segmented.counts.astype(np.int32),
+        wire.SENTENCE_SPANS: segmented.spans.reshape(-1, 2).astype(np.int64),
+        wire.SENTENCE_PARAGRAPH: segmented.paragraphs.astype(np.int32),
+    }
+
+
+def string_parameters(model_config: dict) -> dict[str, str]:
+    """A model config's ``parameters`` as plain strings (what the builder rendered)."""
+    return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
+
+
 def chunk_plan(token_counts: np.ndarray, options: Options) -> ChunkPlan:
     return plan_chunks(np.asarray(token_counts, dtype=np.int64), options.block_size, options.stride)
 
 
-__all__ = ["TokenizerSettings", "TokenizedBatch", "prepare", "finish", "text_probabilities", "Segmented", "chunk_plan"]
+__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish", "text_probabilities", "Segmented", "chunk_plan"]

@@ -6,6 +6,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from artifacts import make_checkpoint, make_tokenizer  # noqa: E402
+from servers import build_repository, docker_unavailable_reason, start_container, start_local  # noqa: E402
+
+MAX_BATCH_SIZE = 16  # small, so that the too-many-windows path is easy to reach
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +18,56 @@ def tokenizer_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory):
+    """Its name has "sm" in it, so wtpsplit's default threshold for it is 0.25."""
     pytest.importorskip("wtpsplit")
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-sat")
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-sat-sm")
 
 
 @pytest.fixture(scope="session")
 def lookahead_checkpoint_dir(tmp_path_factory):
     pytest.importorskip("wtpsplit")
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-sat-la", lookahead=4, lookahead_split_layers=1, seed=1)
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-sat-la", lookahead=4, lookahead_split_layers=1,
+                           seed=1)
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory, checkpoint_dir, lookahead_checkpoint_dir, tokenizer_dir):
+    """One repository, two models built into it by `sat-triton build` (the second keeps the first)."""
+    out = tmp_path_factory.mktemp("repo") / "model_repository"
+    build_repository(checkpoint_dir, tokenizer_dir, out, "tiny", "--max_batch_size", str(MAX_BATCH_SIZE))
+    build_repository(lookahead_checkpoint_dir, tokenizer_dir, out, "tiny_la", "--max_batch_size",
+                     str(MAX_BATCH_SIZE))
+    return out
+
+
+MODELS = ["tiny", "tiny_la", "tiny_long", "tiny_la_long"]
+
+
+@pytest.fixture(scope="session", params=["local", "container"])
+def server(request, repository):
+    """The same tests run against a local tritonserver process and a Dockerfile.triton container."""
+    if request.param == "container":
+        reason = docker_unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+        handle, running = start_container(repository, MODELS)
+        yield running
+        handle.stop()
+    else:
+        handle, running = start_local(repository, MODELS)
+        yield running
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def reference(checkpoint_dir, tokenizer_dir):
+    from wtpsplit import SaT
+
+    return SaT(str(checkpoint_dir), tokenizer_name_or_path=str(tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def lookahead_reference(lookahead_checkpoint_dir, tokenizer_dir):
+    from wtpsplit import SaT
+
+    return SaT(str(lookahead_checkpoint_dir), tokenizer_name_or_path=str(tokenizer_dir))

@@ -1,0 +1,159 @@
+"""``sat-triton``: build a Triton model repository from a SaT checkpoint, and serve it.
+
+    sat-triton build --model_name_or_path sat-3l-sm --output_dir model_repository
+    sat-triton serve model_repository
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import BuildError
+
+
+def default_triton_name(model_name_or_path: str) -> str:
+    """``sat-3l-sm`` -> ``sat_3l_sm``; a path gives its last component."""
+    base = Path(model_name_or_path.rstrip("/")).name or "sat"
+    return re.sub(r"[^A-Za-z0-9_]", "_", base)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sat-triton", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="export a SaT checkpoint and write a Triton model repository")
+    build.add_argument("--model_name_or_path", required=True,
+                       help="hub id (a bare name such as sat-3l-sm means segment-any-text/sat-3l-sm) or local directory")
+    build.add_argument("--output_dir", default="model_repository", help="model repository root (other models kept)")
+    build.add_argument("--triton_model_name", help="name of the ensemble (default: from the model name)")
+    build.add_argument("--tokenizer_name_or_path", default="facebookAI/xlm-roberta-base",
+                       help="hub id or local tokenizer directory (default: %(default)s)")
+    build.add_argument("--max_batch_size", type=int, default=64,
+                       help="most windows (512-token chunks) the ONNX step takes in one batch (default: %(default)s)")
+    build.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="where the ONNX model runs")
+    build.add_argument("--onnx_backend", choices=["onnxruntime", "python"], default="python",
+                       help="Triton's onnxruntime backend (NGC images) or onnxruntime inside the Python backend")
+    build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    build.add_argument("--instance_count", type=int, default=1, help="instances of each step")
+    build.add_argument("--model_version", type=int, default=1, help="version directory to write")
+    build.add_argument("--pad_to_multiple_of", type=int, default=64,
+                       help="round window lengths up to this many tokens so requests batch together")
+    build.add_argument("--max_queue_delay_us", type=int, default=2000, help="dynamic batcher queue delay")
+    build.add_argument("--tensorrt", action="store_true",
+                       help="enable the TensorRT execution accelerator of the onnxruntime backend")
+
+    serve = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
+    serve.add_argument("repository", type=Path)
+    serve.add_argument("--http_port", "--http-port", type=int, default=8000)
+    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001)
+    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002)
+    serve.add_argument("--model_control_mode", choices=["none", "explicit", "poll"], default="none")
+    serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    serve.add_argument("--log_verbose", type=int, default=0)
+    return parser
+
+
+def build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sat_pipeline.options import default_threshold
+
+    from . import checkpoint, export, modeling, repository, tokenizer
+
+    for flag in ("max_batch_size", "instance_count", "model_version", "pad_to_multiple_of"):
+        if getattr(args, flag) < 1:
+            raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.tensorrt and args.onnx_backend != "onnxruntime":
+        raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
+    names = repository.ModelNames(args.triton_model_name or default_triton_name(args.model_name_or_path))
+    out = Path(args.output_dir)
+    steps = tqdm(total=5, desc="sat-triton build", unit="step", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="sat-triton-build-") as tmp:
+        steps.set_postfix_str("checkpoint")
+        ckpt = checkpoint.resolve(args.model_name_or_path)
+        steps.update()
+        steps.set_postfix_str("load weights")
+        network = modeling.load_network(ckpt)
+        steps.update()
+        steps.set_postfix_str("export ONNX")
+        report = export.export_onnx(network, Path(tmp) / "model.onnx", args.precision,
+                                    vocab_size=int(ckpt.config.get("vocab_size", 250002)))
+        steps.update()
+        steps.set_postfix_str("tokenizer")
+        info = tokenizer.save_tokenizer(args.tokenizer_name_or_path, Path(tmp) / "tokenizer.json")
+        steps.update()
+        steps.set_postfix_str("repository")
+        settings = repository.RepositorySettings(
+            names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
+            device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
+            default_threshold=default_threshold(args.model_name_or_path),
+            pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
+            tensorrt=args.tensorrt, precision=args.precision,
+        )
+        written = repository.write_repository(
+            out, settings, report.path, export.graph_io(report.path), Path(tmp) / "tokenizer.json",
+            (info.cls_id, info.sep_id, info.pad_id),
+        )
+        steps.update()
+        steps.close()
+    print(f"ONNX check: max |ONNX - PyTorch| = {report.max_abs_diff:.2e} logits (allowed {report.tolerance})")
+    print(f"wrote {', '.join(written)} to {out}")
+    print(f"serve it:  sat-triton serve {out}")
+    print(f"call it:   client.SaT('{args.model_name_or_path}', triton_model_name='{names.ensemble}').split('...')")
+    return 0
+
+
+def repository_models(root: Path) -> list[str]:
+    return sorted(p.parent.name for p in root.glob("*/config.pbtxt"))
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .server import TritonServer, TritonServerError
+
+    root = args.repository
+    models = repository_models(root)
+    if not models:
+        raise BuildError(f"{root} holds no model (no */config.pbtxt); build one with: sat-triton build ...")
+    server = TritonServer(root, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                          log_verbose=args.log_verbose, model_control_mode=args.model_control_mode,
+                          extra_args=["--exit-timeout-secs=5"])
+    try:
+        server.start()
+        server.wait_ready(models, timeout=args.timeout)
+    except TritonServerError as exc:
+        server.stop()
+        raise BuildError(str(exc)) from None
+    print(f"tritonserver ready: {', '.join(models)}")
+    print(f"  gRPC     {server.grpc_url}")
+    print(f"  HTTP     {server.http_url}")
+    print(f"  metrics  http://{server.metrics_url}/metrics")
+    print(f"  log      {server.log_file}")
+    print("Ctrl-C stops it.", flush=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while server.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    code = server.stop()
+    print(f"tritonserver stopped (exit code {code})")
+    return 0
+
+
+def _raise_interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return build(args) if args.command == "build" else serve(args)
+    except BuildError as exc:
+        print(f"sat-triton {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,176 @@
+"""Rendering the Triton model repository from ``model_repository_templates/``.
+
+Templates hold ``${placeholders}`` filled strictly (``string.Template.substitute``: a missing value is
+an error, never a leftover ``${...}``); every rendered ``config.pbtxt`` is parsed into Triton's
+``ModelConfig`` protobuf so a bad render fails here, not in the server. Tensor names come from
+:mod:`sat_pipeline.wire` and the exported ONNX graph.
+"""
+
+from __future__ import annotations
+
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import sat_pipeline
+from sat_pipeline import wire
+
+from .errors import BuildError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository_templates"
+PIPELINE_PACKAGE = Path(sat_pipeline.__file__).resolve().parent
+
+ONNX_TO_TRITON = {"INT64": "TYPE_INT64", "INT32": "TYPE_INT32", "FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16"}
+
+
+@dataclass(frozen=True)
+class ModelNames:
+    ensemble: str
+
+    @property
+    def tokenizer(self) -> str:
+        return f"{self.ensemble}_tokenizer"
+
+    @property
+    def onnx(self) -> str:
+        return f"{self.ensemble}_onnx"
+
+    @property
+    def postprocessor(self) -> str:
+        return f"{self.ensemble}_postprocessor"
+
+    @property
+    def long(self) -> str:
+        return f"{self.ensemble}_long"
+
+    def all(self) -> list[str]:
+        return [self.ensemble, self.tokenizer, self.onnx, self.postprocessor, self.long]
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    names: ModelNames
+    max_batch_size: int = 64
+    instance_count: int = 1
+    device: str = "cpu"  # gpu | cpu
+    onnx_backend: str = "python"  # onnxruntime | python
+    model_version: int = 1
+    default_threshold: float = 0.025
+    pad_to_multiple_of: int = 64
+    max_queue_delay_us: int = 2000
+    intra_op_threads: int = 0
+    tensorrt: bool = False
+    precision: str = "fp32"
+
+
+def wire_names() -> dict[str, str]:
+    return {name: value for name, value in vars(wire).items() if name.isupper() and isinstance(value, str)}
+
+
+def render(template: Path, values: dict[str, object]) -> str:
+    """Fill ``template`` strictly and check the result is a valid Triton model config."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise BuildError(f"template {template} needs a value for {exc}") from None
+    try:
+        text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise BuildError(f"rendering {template} gave an invalid config.pbtxt: {exc}") from None
+    return text
+
+
+def _optimization(settings: RepositorySettings) -> str:
+    if not settings.tensorrt:
+        return ""
+    precision = "FP16" if settings.precision == "fp16" else "FP32"
+    return (
+        "optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
+        f"parameters {{ key: \"precision_mode\" value: \"{precision}\" }} "
+        "parameters { key: \"max_workspace_size_bytes\" value: \"1073741824\" } } ] } }"
+    )
+
+
+def _copy_pipeline(version_dir: Path) -> None:
+    shutil.copytree(PIPELINE_PACKAGE, version_dir / "sat_pipeline", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _write_python_model(root: Path, template: str, name: str, version: int, values: dict) -> Path:
+    model_dir = root / name
+    version_dir = model_dir / str(version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(render(TEMPLATES / template / "config.pbtxt", {**values, "name": name}))
+    shutil.copy2(TEMPLATES / template / "1" / "model.py", version_dir / "model.py")
+    _copy_pipeline(version_dir)
+    return version_dir
+
+
+def write_repository(
+    root: Path,
+    settings: RepositorySettings,
+    onnx_file: Path,
+    onnx_io: dict[str, tuple[str, list]],
+    tokenizer_file: Path,
+    token_ids: tuple[int, int, int],
+) -> list[str]:
+    """Write (or overwrite) this model's five entries under ``root``; other models there are kept."""
+    names = settings.names
+    for tensor in (wire.INPUT_IDS, wire.ATTENTION_MASK, wire.LOGITS):
+        if tensor not in onnx_io:
+            raise BuildError(f"the exported ONNX graph has no tensor named {tensor!r} (it has {sorted(onnx_io)})")
+    types = {}
+    for tensor, key in ((wire.INPUT_IDS, "INPUT_IDS_TYPE"), (wire.ATTENTION_MASK, "ATTENTION_MASK_TYPE"),
+                        (wire.LOGITS, "LOGITS_TYPE")):
+        onnx_type = onnx_io[tensor][0]
+        if onnx_type not in ONNX_TO_TRITON:
+            raise BuildError(f"ONNX tensor {tensor!r} has element type {onnx_type}, which the pipeline cannot feed")
+        types[key] = ONNX_TO_TRITON[onnx_type]
+    cls_id, sep_id, pad_id = token_ids
+    values = {
+        **wire_names(),
+        **types,
+        "tokenizer_model": names.tokenizer,
+        "onnx_model": names.onnx,
+        "postprocessor_model": names.postprocessor,
+        "long_model": names.long,
+        "max_batch_size": settings.max_batch_size,
+        "instance_count": settings.instance_count,
+        "instance_kind": "KIND_GPU" if settings.device == "gpu" else "KIND_CPU",
+        "max_queue_delay_us": settings.max_queue_delay_us,
+        "intra_op_threads": settings.intra_op_threads,
+        "optimization": _optimization(settings),
+        "cls_id": cls_id,
+        "sep_id": sep_id,
+        "pad_id": pad_id,
+        "pad_to_multiple_of": settings.pad_to_multiple_of,
+        "default_threshold": repr(float(settings.default_threshold)),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    version = settings.model_version
+
+    ensemble_dir = root / names.ensemble
+    (ensemble_dir / str(version)).mkdir(parents=True, exist_ok=True)
+    (ensemble_dir / "config.pbtxt").write_text(
+        render(TEMPLATES / "ensemble" / "config.pbtxt", {**values, "name": names.ensemble})
+    )
+
+    tokenizer_version = _write_python_model(root, "tokenizer", names.tokenizer, version, values)
+    shutil.copy2(tokenizer_file, tokenizer_version / "tokenizer.json")
+    _write_python_model(root, "postprocessor", names.postprocessor, version, values)
+    _write_python_model(root, "long", names.long, version, values)
+
+    if settings.onnx_backend == "python":
+        onnx_version = _write_python_model(root, "onnx_python", names.onnx, version, values)
+    else:
+        onnx_version = root / names.onnx / str(version)
+        onnx_version.mkdir(parents=True, exist_ok=True)
+        (root / names.onnx / "config.pbtxt").write_text(
+            render(TEMPLATES / "onnx_onnxruntime" / "config.pbtxt", {**values, "name": names.onnx})
+        )
+    shutil.copy2(onnx_file, onnx_version / "model.onnx")
+    return names.all()

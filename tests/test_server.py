@@ -1,0 +1,214 @@
+"""The whole product on a real tritonserver: `sat-triton build` output served, called through
+`client.SaT` and raw tritonclient, compared sentence for sentence with wtpsplit's SaT.split."""
+
+import json
+
+import numpy as np
+import pytest
+
+from corpus import EDGE_CASES, long_text, multilingual_texts
+from parity import assert_same_sentences
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sat(server):
+    from client import SaT
+
+    client = SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def sat_lookahead(server):
+    from client import SaT
+
+    client = SaT("tiny-sat-la", triton_url=server.grpc_url, triton_model_name="tiny_la")
+    yield client
+    client.close()
+
+
+def test_multilingual_corpus_matches_wtpsplit(sat, reference):
+    texts = multilingual_texts(300, seed=3) + EDGE_CASES
+    stats = assert_same_sentences(reference, texts, list(sat.split(texts)))
+    print("parity, multilingual corpus:", stats)
+    assert stats["identical"] >= 0.99 * stats["texts"]
+
+
+def test_lookahead_model_matches_wtpsplit(sat_lookahead, lookahead_reference):
+    texts = multilingual_texts(150, seed=4) + EDGE_CASES + [long_text(5000, seed=2)]
+    stats = assert_same_sentences(lookahead_reference, texts, list(sat_lookahead.split(texts)))
+    print("parity, lookahead model:", stats)
+
+
+def test_single_string_returns_a_list(sat, reference):
+    text = "Hello world. This is a test! How are you?"
+    got = sat.split(text)
+    assert isinstance(got, list)
+    assert_same_sentences(reference, [text], [got])
+
+
+def test_texts_longer_than_one_block_match_wtpsplit(sat, reference):
+    # 2k chars fit one ensemble request (<= 16 windows); 10k and 40k go to the long-text model.
+    texts = [long_text(n, seed=n) for n in (700, 2000, 10000, 40000)]
+    stats = assert_same_sentences(reference, texts, list(sat.split(texts)))
+    print("parity, long texts:", stats)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"threshold": 0.1},
+        {"threshold": 0.6, "strip_whitespace": True},
+        {"split_on_input_newlines": False},
+        {"strip_whitespace": True, "split_on_input_newlines": False},
+        {"stride": 16, "block_size": 32},
+        {"stride": 32, "block_size": 32, "threshold": 0.3},
+        {"block_size": 600, "stride": 200},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_options_match_wtpsplit(sat, reference, options):
+    texts = multilingual_texts(40, seed=5) + EDGE_CASES + [long_text(1500, seed=9)]
+    stats = assert_same_sentences(reference, texts, list(sat.split(texts, **options)), **options)
+    assert stats["identical"] >= stats["texts"] - 1
+
+
+def test_http_client_gives_the_same(server, sat):
+    from client import SaT
+
+    texts = multilingual_texts(20, seed=6)
+    over_http = SaT("tiny-sat-sm", triton_url=server.http_url, triton_model_name="tiny", protocol="http")
+    assert list(over_http.split(texts)) == list(sat.split(texts))
+
+
+def raw_grpc(server, texts, model="tiny", parameters=None, data=None, datatype="BYTES"):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    if data is None:
+        data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
+    text = grpcclient.InferInput("TEXT", list(data.shape), datatype)
+    text.set_data_from_numpy(data)
+    try:
+        return client.infer(model, [text], parameters=parameters or {})
+    finally:
+        client.close()
+
+
+def test_raw_tritonclient_call_and_spans(server, reference):
+    texts = multilingual_texts(4, seed=7) + EDGE_CASES
+    result = raw_grpc(server, texts, parameters={"strip_whitespace": True})
+    sentences = [s.decode("utf-8") for s in result.as_numpy("SENTENCES")]
+    counts = result.as_numpy("SENTENCE_COUNTS")
+    spans = result.as_numpy("SENTENCE_SPANS")
+    assert counts.dtype == np.int32 and spans.dtype == np.int64 and spans.shape == (len(sentences), 2)
+    assert counts.sum() == len(sentences)
+    owner = np.repeat(np.arange(len(texts)), counts)
+    for sentence, (start, end), i in zip(sentences, spans, owner):
+        assert texts[i][start:end] == sentence
+    got = np.split(np.array(sentences, dtype=object), np.cumsum(counts)[:-1])
+    assert_same_sentences(reference, texts, [list(g) for g in got], strip_whitespace=True)
+
+
+def test_raw_http_call_with_string_parameters(server):
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http_url)
+    text = httpclient.InferInput("TEXT", [2], "BYTES")
+    text.set_data_from_numpy(np.array([b"One. Two.", "Drei. Vier.".encode()], dtype=np.object_))
+    result = client.infer("tiny", [text], parameters={"threshold": "0.5", "strip_whitespace": "true"})
+    client.close()
+    assert result.as_numpy("SENTENCE_COUNTS").shape == (2,)
+
+
+def test_every_character_is_accounted_for(sat, server):
+    """Without stripping, the spans of a text tile it except the single newlines split on."""
+    texts = multilingual_texts(4, seed=8) + EDGE_CASES
+    result = raw_grpc(server, texts)
+    spans, counts = result.as_numpy("SENTENCE_SPANS"), result.as_numpy("SENTENCE_COUNTS")
+    for text, text_spans in zip(texts, np.split(spans, np.cumsum(counts)[:-1])):
+        position = 0
+        for start, end in text_spans:
+            assert text[position:start] in ("", "\n"), (text, position, start)
+            position = end
+        assert position == len(text) or (text[position:].isspace() and not text.strip()), text
+        if text.strip() or not text:
+            assert position == len(text)
+
+
+def assert_invalid(excinfo, *words):
+    message = str(excinfo.value)
+    assert "INVALID_ARG" in str(excinfo.value.status()) or excinfo.value.status() == "400", message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize(
+    "parameters,words",
+    [
+        ({"threshold": 1.5}, ["threshold", "between 0 and 1"]),
+        ({"threshold": "abc"}, ["threshold"]),
+        ({"stride": 0}, ["stride", ">= 1"]),
+        ({"block_size": -3}, ["block_size"]),
+        ({"strip_whitespace": "maybe"}, ["strip_whitespace", "boolean"]),
+        ({"split_on_input_newlines": 7}, ["split_on_input_newlines"]),
+        ({"weighting": "triangle"}, ["weighting", "uniform, hat"]),
+        ({"no_such_option": 1}, ["unknown option", "no_such_option"]),
+    ],
+)
+def test_bad_options_are_rejected_and_the_server_keeps_serving(server, parameters, words):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as excinfo:
+        raw_grpc(server, ["Hello. World."], parameters=parameters)
+    assert_invalid(excinfo, *words)
+    assert raw_grpc(server, ["Hello. World."]).as_numpy("SENTENCE_COUNTS").tolist()[0] >= 1
+
+
+def test_bad_utf8_names_the_text(server):
+    from tritonclient.utils import InferenceServerException
+
+    data = np.array([b"fine", b"bad \xff\xfe bytes"], dtype=np.object_)
+    with pytest.raises(InferenceServerException) as excinfo:
+        raw_grpc(server, None, data=data)
+    assert_invalid(excinfo, "TEXT[1]", "UTF-8")
+    assert raw_grpc(server, ["still serving."]).as_numpy("SENTENCES").size >= 1
+
+
+def test_wrong_dtype_and_shape_are_rejected(server):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as excinfo:
+        raw_grpc(server, None, data=np.array([1, 2], dtype=np.int32), datatype="INT32")
+    assert "TEXT" in str(excinfo.value)
+    with pytest.raises(InferenceServerException):
+        raw_grpc(server, None, data=np.array([[b"a", b"b"]], dtype=np.object_))
+    assert raw_grpc(server, ["still serving."]).as_numpy("SENTENCES").size >= 1
+
+
+def test_empty_request_gives_no_sentences(server):
+    result = raw_grpc(server, [])
+    assert result.as_numpy("SENTENCE_COUNTS").size == 0
+
+
+def test_too_many_windows_gets_a_clear_error_and_the_client_copes(server, sat, reference):
+    from tritonclient.utils import InferenceServerException
+
+    text = long_text(20000, seed=11)  # ~100 windows, over this repository's max_batch_size of 16
+    with pytest.raises(InferenceServerException) as excinfo:
+        raw_grpc(server, [text])
+    assert_invalid(excinfo, "too many chunks", "at most 16", "tiny_long", "--max_batch_size")
+    long_result = raw_grpc(server, [text], model="tiny_long")
+    sentences = [s.decode() for s in long_result.as_numpy("SENTENCES")]
+    assert_same_sentences(reference, [text], [sentences])
+    assert sat.split(text) == sentences
+
+
+@pytest.mark.slow
+def test_a_million_characters_through_the_client(sat):
+    text = long_text(1_000_000, seed=12)
+    sentences = sat.split(text, block_size=128, stride=128)
+    assert "\n".join(sentences).replace("\n", "") == text.replace("\n", "")
