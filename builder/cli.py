@@ -73,11 +73,9 @@ def build(args: argparse.Namespace) -> int:
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
     names = repository.ModelNames(args.triton_model_name or default_triton_name(args.model_name_or_path))
     out = Path(args.output_dir)
-    steps = tqdm(total=5, desc="sat-triton build", unit="step", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="sat-triton-build-") as tmp:
-        steps.set_postfix_str("checkpoint")
-        ckpt = checkpoint.resolve(args.model_name_or_path)
-        steps.update()
+    ckpt = checkpoint.resolve(args.model_name_or_path)  # fails fast, before any progress output
+    with tempfile.TemporaryDirectory(prefix="sat-triton-build-") as tmp, \
+            tqdm(total=4, desc="sat-triton build", unit="step", file=sys.stderr) as steps:
         steps.set_postfix_str("load weights")
         network = modeling.load_network(ckpt)
         steps.update()
@@ -101,7 +99,6 @@ def build(args: argparse.Namespace) -> int:
             (info.cls_id, info.sep_id, info.pad_id),
         )
         steps.update()
-        steps.close()
     print(f"ONNX check: max |ONNX - PyTorch| = {report.max_abs_diff:.2e} logits (allowed {report.tolerance})")
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")

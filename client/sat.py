@@ -95,7 +95,8 @@ class SaT:
         text_input = self._module.InferInput(wire.TEXT, [len(texts)], "BYTES")
         text_input.set_data_from_numpy(data)
         outputs = [self._module.InferRequestedOutput(name)
-                   for name in (wire.SENTENCES, wire.SENTENCE_COUNTS, wire.SENTENCE_PARAGRAPH)]
+                   for name in (wire.SENTENCES, wire.SENTENCE_COUNTS, wire.SENTENCE_PARAGRAPH,
+                                wire.PARAGRAPH_COUNTS)]
         kwargs = {"parameters": parameters} if parameters else {}
         if self.timeout is not None and self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout
@@ -109,7 +110,8 @@ class SaT:
         sentences = [s.decode("utf-8") for s in result.as_numpy(wire.SENTENCES).tolist()]
         counts = result.as_numpy(wire.SENTENCE_COUNTS).tolist()
         paragraphs = result.as_numpy(wire.SENTENCE_PARAGRAPH).tolist()
-        return sentences, counts, paragraphs
+        paragraph_counts = result.as_numpy(wire.PARAGRAPH_COUNTS).tolist()
+        return sentences, counts, paragraphs, paragraph_counts
 
     def _segment_group(self, texts: list[str], parameters: dict, long: bool):
         if not long:
@@ -157,13 +159,13 @@ class SaT:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = [pool.submit(self._segment_group, g, parameters, long) for _, g, long in groups]
             for (_, group, _), future in zip(groups, futures):
-                sentences, counts, paragraphs = future.result()
+                sentences, counts, paragraphs, paragraph_counts = future.result()
                 offset = 0
-                for count in counts:
+                for count, n_paragraphs in zip(counts, paragraph_counts):
                     mine = sentences[offset: offset + count]
                     if nested:
                         owner = paragraphs[offset: offset + count]
-                        nested_list = [[] for _ in range((max(owner) + 1) if owner else 0)]
+                        nested_list = [[] for _ in range(n_paragraphs)]
                         for sentence, p in zip(mine, owner):
                             nested_list[p].append(sentence)
                         yield nested_list

@@ -51,6 +51,7 @@ class Segmented:
     counts: np.ndarray  # int32 [texts]
     spans: np.ndarray  # int64 [sentences, 2]
     paragraphs: np.ndarray  # int32 [sentences]
+    paragraph_counts: np.ndarray  # int32 [texts]
     char_probs: list[np.ndarray]  # float32 per text (over the original text)
 
 
@@ -90,15 +91,18 @@ def finish(
     """Stitch, threshold and cut every text into sentences."""
     threshold = options.threshold if options.threshold is not None else default_threshold
     probs = text_probabilities(texts, token_counts, token_ends, chunk_logits, options)
-    starts, ends, paragraphs, counts = [], [], [], np.zeros(len(texts), dtype=np.int32)
+    starts, ends, paragraphs = [], [], []
+    counts = np.zeros(len(texts), dtype=np.int32)
+    paragraph_counts = np.zeros(len(texts), dtype=np.int32)
     for index, (text, p) in enumerate(zip(texts, probs)):
         if options.do_paragraph_segmentation:
-            (s, e), para = paragraph_sentence_spans(
+            (s, e), para, paragraph_counts[index] = paragraph_sentence_spans(
                 text, p, threshold, options.paragraph_threshold, options.strip_whitespace
             )
         else:
             s, e = sentence_spans(text, p, threshold, options.strip_whitespace, options.split_on_input_newlines)
             para = np.zeros(len(s), dtype=np.int32)
+            paragraph_counts[index] = 1 if len(s) else 0
         starts.append(s)
         ends.append(e)
         paragraphs.append(para)
@@ -111,7 +115,7 @@ def finish(
     sentences = []
     for text, s, e in zip(texts, starts, ends):
         sentences.extend(text[a:b] for a, b in zip(s.tolist(), e.tolist()))
-    return Segmented(sentences, counts, spans, paragraph, probs)
+    return Segmented(sentences, counts, spans, paragraph, paragraph_counts, probs)
 
 
 def output_arrays(segmented: Segmented) -> dict[str, np.ndarray]:
@@ -121,6 +125,7 @@ def output_arrays(segmented: Segmented) -> dict[str, np.ndarray]:
         wire.SENTENCE_COUNTS: segmented.counts.astype(np.int32),
         wire.SENTENCE_SPANS: segmented.spans.reshape(-1, 2).astype(np.int64),
         wire.SENTENCE_PARAGRAPH: segmented.paragraphs.astype(np.int32),
+        wire.PARAGRAPH_COUNTS: segmented.paragraph_counts.astype(np.int32),
     }
 
 

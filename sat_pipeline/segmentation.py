@@ -95,11 +95,12 @@ def paragraph_sentence_spans(
     threshold: float,
     paragraph_threshold: float,
     strip_whitespace: bool = False,
-) -> tuple[Spans, np.ndarray]:
+) -> tuple[Spans, np.ndarray, int]:
     """``do_paragraph_segmentation``: paragraphs where ``probs > paragraph_threshold`` (never stripped),
-    then sentences inside each. Returns the sentence spans and each sentence's paragraph index."""
+    then sentences inside each. Returns the sentence spans, each sentence's paragraph index and the
+    number of paragraphs (a paragraph left with no sentence by ``strip_whitespace`` still counts)."""
     if not text:
-        return _EMPTY, np.zeros(0, dtype=np.int32)
+        return _EMPTY, np.zeros(0, dtype=np.int32), 0
     is_space = whitespace_mask(text)
     probs = np.asarray(probs)
     paragraphs = boundary_spans(is_space, np.flatnonzero(probs > np.float32(paragraph_threshold)), False)
@@ -111,5 +112,5 @@ def paragraph_sentence_spans(
         all_ends.append(ends + p_start)
         owners.append(np.full(len(starts), index, dtype=np.int32))
     if not owners:
-        return _EMPTY, np.zeros(0, dtype=np.int32)
-    return (np.concatenate(all_starts), np.concatenate(all_ends)), np.concatenate(owners)
+        return _EMPTY, np.zeros(0, dtype=np.int32), 0
+    return (np.concatenate(all_starts), np.concatenate(all_ends)), np.concatenate(owners), len(owners)

@@ -65,9 +65,10 @@ def test_paragraph_spans_match_wtpsplit(strip_whitespace):
     rng = np.random.default_rng(1)
     for _ in range(2000):
         text, probs = random_case(rng)
-        (starts, ends), owner = paragraph_sentence_spans(text, probs, 0.5, 0.8, strip_whitespace)
+        (starts, ends), owner, n_paragraphs = paragraph_sentence_spans(text, probs, 0.5, 0.8, strip_whitespace)
         expected = reference_paragraphs(text, probs, 0.5, 0.8, strip_whitespace)
-        nested = [[] for _ in range(len(expected))]
+        assert n_paragraphs == len(expected)
+        nested = [[] for _ in range(n_paragraphs)]
         for a, b, p in zip(starts, ends, owner):
             nested[p].append(text[a:b])
         assert nested == expected, text

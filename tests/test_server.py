@@ -67,6 +67,9 @@ def test_texts_longer_than_one_block_match_wtpsplit(sat, reference):
         {"stride": 16, "block_size": 32},
         {"stride": 32, "block_size": 32, "threshold": 0.3},
         {"block_size": 600, "stride": 200},
+        {"remove_whitespace_before_inference": True},
+        {"do_paragraph_segmentation": True, "paragraph_threshold": 0.7},
+        {"do_paragraph_segmentation": True, "strip_whitespace": True, "threshold": 0.3},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
@@ -74,6 +77,14 @@ def test_options_match_wtpsplit(sat, reference, options):
     texts = multilingual_texts(40, seed=5) + EDGE_CASES + [long_text(1500, seed=9)]
     stats = assert_same_sentences(reference, texts, list(sat.split(texts, **options)), **options)
     assert stats["identical"] >= stats["texts"] - 1
+
+
+def test_hat_weighting_matches_wtpsplit(sat, reference):
+    """With hat weighting wtpsplit's window weights depend on the longest text of its batch; for texts
+    longer than one block (as here) that is the block itself, whatever the batching."""
+    texts = [long_text(n, seed=n) for n in (1500, 2500, 4000)]
+    stats = assert_same_sentences(reference, texts, list(sat.split(texts, weighting="hat")), weighting="hat")
+    assert stats["identical"] == stats["texts"]
 
 
 def test_http_client_gives_the_same(server, sat):

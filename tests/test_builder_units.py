@@ -1,0 +1,84 @@
+"""Builder pieces that need no export: names, rendering, errors, the client's view of the wire."""
+
+import re
+import string
+
+import pytest
+
+from builder import repository
+from builder.cli import default_triton_name, main
+from builder.errors import BuildError
+
+
+def test_default_names():
+    assert default_triton_name("sat-3l-sm") == "sat_3l_sm"
+    assert default_triton_name("/models/ckpt/my-sat/") == "my_sat"
+    assert default_triton_name("segment-any-text/sat-12l") == "sat_12l"
+
+
+def test_every_template_renders_strictly_and_parses():
+    values = {**repository.wire_names(), "name": "m", "INPUT_IDS_TYPE": "TYPE_INT64",
+              "ATTENTION_MASK_TYPE": "TYPE_INT64", "LOGITS_TYPE": "TYPE_FP32", "tokenizer_model": "m_tokenizer",
+              "onnx_model": "m_onnx", "postprocessor_model": "m_postprocessor", "long_model": "m_long",
+              "max_batch_size": 8, "instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
+              "intra_op_threads": 0, "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
+              "pad_to_multiple_of": 64, "default_threshold": 0.25}
+    templates = sorted(repository.TEMPLATES.glob("*/config.pbtxt"))
+    assert len(templates) == 6
+    for template in templates:
+        text = repository.render(template, values)
+        assert "${" not in text
+    with pytest.raises(BuildError, match="needs a value for"):
+        repository.render(templates[0], {"name": "m"})
+
+
+def test_ensemble_maps_use_the_wire_names():
+    from sat_pipeline import wire
+
+    text = (repository.TEMPLATES / "ensemble" / "config.pbtxt").read_text()
+    for placeholder in set(re.findall(r"\$\{(\w+)\}", text)) - {"name", "tokenizer_model", "onnx_model",
+                                                                  "postprocessor_model"}:
+        assert hasattr(wire, placeholder), placeholder
+
+
+def test_client_wire_copy_matches():
+    import client.wire as client_wire
+    from sat_pipeline import wire
+
+    for name in ("TEXT", "SENTENCES", "SENTENCE_COUNTS", "SENTENCE_SPANS", "SENTENCE_PARAGRAPH", "PARAGRAPH_COUNTS",
+                 "TOO_MANY_CHUNKS"):
+        assert getattr(client_wire, name) == getattr(wire, name)
+
+
+def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    code = main(["build", "--model_name_or_path", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is not a checkpoint directory" in err[0]
+
+
+def test_not_a_sat_checkpoint(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    assert main(["build", "--model_name_or_path", str(tmp_path)]) == 2
+    assert "model_type 'xlm-token'" in capsys.readouterr().err
+
+
+def test_bad_flag_values(tmp_path, capsys):
+    assert main(["build", "--model_name_or_path", str(tmp_path), "--max_batch_size", "0"]) == 2
+    assert "--max_batch_size must be >= 1" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_empty_repository(tmp_path, capsys):
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "holds no model" in capsys.readouterr().err
+
+
+def test_onnxruntime_backend_repository_is_refused_by_the_bundled_server(tmp_path):
+    from builder.server import TritonServerError, check_repository_servable, find_tritonserver
+
+    install = find_tritonserver()
+    if not install.bundled:
+        pytest.skip("a tritonserver from PATH may have the onnxruntime backend")
+    (tmp_path / "m_onnx").mkdir()
+    (tmp_path / "m_onnx" / "config.pbtxt").write_text('name: "m_onnx"\nbackend: "onnxruntime"\n')
+    with pytest.raises(TritonServerError, match="--onnx_backend python"):
+        check_repository_servable(tmp_path, install)
