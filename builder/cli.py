@@ -47,6 +47,14 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max_queue_delay_us", type=int, default=2000, help="dynamic batcher queue delay")
     build.add_argument("--tensorrt", action="store_true",
                        help="enable the TensorRT execution accelerator of the onnxruntime backend")
+    build.add_argument("--use_lora", action="store_true",
+                       help="merge the LoRA adapter loras/<style_or_domain>/<language>/ of the model's hub repository "
+                            "into the weights before export (default threshold becomes 0.5, as in wtpsplit)")
+    build.add_argument("--style_or_domain", help="the hub LoRA adapter's style or domain, e.g. ud (with --use_lora)")
+    build.add_argument("--language", help="the hub LoRA adapter's language, e.g. en (with --use_lora)")
+    build.add_argument("--lora_path", type=Path,
+                       help="a local LoRA adapter directory in wtpsplit's layout (adapter_config.json, head_config.json, "
+                            "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export")
 
     serve = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
     serve.add_argument("repository", type=Path)
@@ -64,20 +72,39 @@ def build(args: argparse.Namespace) -> int:
 
     from sat_pipeline.options import default_threshold
 
-    from . import checkpoint, export, modeling, repository, tokenizer
+    from . import checkpoint, export, lora, modeling, repository, tokenizer
 
     for flag in ("max_batch_size", "instance_count", "model_version", "pad_to_multiple_of"):
         if getattr(args, flag) < 1:
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
+    hub_lora = bool(args.style_or_domain or args.language)
+    if args.lora_path is not None and hub_lora:
+        raise BuildError("pass either --lora_path DIR or --use_lora --style_or_domain S --language L, not both")
+    if hub_lora and not args.use_lora:
+        raise BuildError("--style_or_domain and --language pick a hub LoRA adapter; add --use_lora")
+    if args.use_lora and args.lora_path is None and not (args.style_or_domain and args.language):
+        raise BuildError("--use_lora needs --style_or_domain and --language (e.g. --style_or_domain ud --language en), "
+                         "or pass --lora_path DIR")
+    if hub_lora and Path(args.model_name_or_path).expanduser().is_dir():
+        raise BuildError("--use_lora downloads the adapter from the model's hub repository, but --model_name_or_path "
+                         "is a local directory; pass the adapter directory with --lora_path DIR")
+    use_lora = args.use_lora or args.lora_path is not None
     names = repository.ModelNames(args.triton_model_name or default_triton_name(args.model_name_or_path))
     out = Path(args.output_dir)
     ckpt = checkpoint.resolve(args.model_name_or_path)  # fails fast, before any progress output
+    lora_dir = None
+    if use_lora:
+        lora_dir = lora.check_adapter_dir(args.lora_path) if args.lora_path is not None else lora.download_adapter(
+            checkpoint.hub_id(args.model_name_or_path), args.style_or_domain, args.language)
     with tempfile.TemporaryDirectory(prefix="sat-triton-build-") as tmp, \
             tqdm(total=4, desc="sat-triton build", unit="step", file=sys.stderr) as steps:
         steps.set_postfix_str("load weights")
-        network = modeling.load_network(ckpt)
+        state = None
+        if lora_dir is not None:
+            state, _ = lora.lora_state(checkpoint.load_state_dict(ckpt.directory), lora_dir)
+        network = modeling.load_network(ckpt, state=state)
         steps.update()
         steps.set_postfix_str("export ONNX")
         report = export.export_onnx(network, Path(tmp) / "model.onnx", args.precision,
@@ -90,7 +117,7 @@ def build(args: argparse.Namespace) -> int:
         settings = repository.RepositorySettings(
             names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
-            default_threshold=default_threshold(args.model_name_or_path),
+            default_threshold=default_threshold(args.model_name_or_path, use_lora=use_lora),
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
             tensorrt=args.tensorrt, precision=args.precision,
         )
@@ -99,6 +126,9 @@ def build(args: argparse.Namespace) -> int:
             (info.cls_id, info.sep_id, info.pad_id),
         )
         steps.update()
+    if lora_dir is not None:
+        print(f"LoRA: merged {lora_dir} (head: {network.classifier.out_features} labels, label 0 served); "
+              f"default threshold {settings.default_threshold}")
     print(f"ONNX check: max |ONNX - PyTorch| = {report.max_abs_diff:.2e} logits (allowed {report.tolerance})")
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")

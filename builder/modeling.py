@@ -70,10 +70,11 @@ def _network_config(config: dict):
     return xlmr
 
 
-def load_network(checkpoint: Checkpoint, extra_state: dict | None = None) -> SaTNetwork:
-    """The network with the checkpoint's weights (plus ``extra_state``, e.g. merged LoRA), in eval mode."""
+def load_network(checkpoint: Checkpoint, extra_state: dict | None = None, state: dict | None = None) -> SaTNetwork:
+    """The network with the checkpoint's weights (``state``: already loaded, e.g. with a LoRA merged in; default:
+    read from the checkpoint) plus ``extra_state``, in eval mode."""
     config = dict(checkpoint.config)
-    state = load_state_dict(checkpoint.directory)
+    state = dict(state) if state is not None else load_state_dict(checkpoint.directory)
     if extra_state:
         state.update(extra_state)
     if "classifier.weight" in state:

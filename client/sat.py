@@ -88,15 +88,15 @@ class SaT:
                 self._max_windows = int(config["max_batch_size"])
         return self._max_windows
 
-    def _infer(self, model_name: str, texts: list[str], parameters: dict):
+    def _infer(self, model_name: str, texts: list[str], parameters: dict, probs: bool = False):
         from tritonclient.utils import InferenceServerException
 
         data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
         text_input = self._module.InferInput(wire.TEXT, [len(texts)], "BYTES")
         text_input.set_data_from_numpy(data)
-        outputs = [self._module.InferRequestedOutput(name)
-                   for name in (wire.SENTENCES, wire.SENTENCE_COUNTS, wire.SENTENCE_PARAGRAPH,
-                                wire.PARAGRAPH_COUNTS)]
+        names = (wire.CHAR_PROBS,) if probs else (wire.SENTENCES, wire.SENTENCE_COUNTS, wire.SENTENCE_PARAGRAPH,
+                                                    wire.PARAGRAPH_COUNTS)
+        outputs = [self._module.InferRequestedOutput(name) for name in names]
         kwargs = {"parameters": parameters} if parameters else {}
         if self.timeout is not None and self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout
@@ -107,20 +107,22 @@ class SaT:
             if "INVALID_ARG" in status or status == "400":
                 raise SaTRequestError(exc.message()) from None
             raise
+        if probs:
+            return result.as_numpy(wire.CHAR_PROBS)
         sentences = [s.decode("utf-8") for s in result.as_numpy(wire.SENTENCES).tolist()]
         counts = result.as_numpy(wire.SENTENCE_COUNTS).tolist()
         paragraphs = result.as_numpy(wire.SENTENCE_PARAGRAPH).tolist()
         paragraph_counts = result.as_numpy(wire.PARAGRAPH_COUNTS).tolist()
         return sentences, counts, paragraphs, paragraph_counts
 
-    def _segment_group(self, texts: list[str], parameters: dict, long: bool):
+    def _segment_group(self, texts: list[str], parameters: dict, long: bool, probs: bool = False):
         if not long:
             try:
-                return self._infer(self.triton_model_name, texts, parameters)
+                return self._infer(self.triton_model_name, texts, parameters, probs)
             except SaTRequestError as exc:
                 if wire.TOO_MANY_CHUNKS not in str(exc):
                     raise
-        return self._infer(self.long_model_name, texts, parameters)
+        return self._infer(self.long_model_name, texts, parameters, probs)
 
     # -- grouping --------------------------------------------------------------------------------
     def _groups(self, texts: list[str], batch_size: int, stride: int, block_size: int):
@@ -210,8 +212,45 @@ class SaT:
         return self._split_many(texts, parameters, batch_size, stride, block_size, do_paragraph_segmentation,
                                 verbose)
 
+    def predict_proba(self, text_or_texts: str | Iterable[str], stride: int = 256, block_size: int = 512,
+                      batch_size: int = 32, pad_last_batch: bool = False, weighting: str = "uniform",
+                      remove_whitespace_before_inference: bool = False, outer_batch_size: int = 1000,
+                      return_paragraph_probabilities: bool = False, verbose: bool = False):
+        """Per-character boundary probabilities (float32), as wtpsplit's ``SaT.predict_proba``: an array for
+        a string, a generator of arrays for a list; ``(sentence_probs, newline_probs)`` pairs when
+        ``return_paragraph_probabilities`` (SaT uses one probability for both)."""
+        values = {"stride": stride, "block_size": block_size, "weighting": weighting,
+                  "remove_whitespace_before_inference": remove_whitespace_before_inference}
+        parameters = {k: v for k, v in values.items() if v != DEFAULTS[k]}
+
+        def generate(texts):
+            groups = list(self._groups(texts, batch_size, stride, block_size))
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                futures = [pool.submit(self._segment_group, g, parameters, long, True) for _, g, long in groups]
+                for (_, group, _), future in zip(groups, futures):
+                    flat = future.result()
+                    offset = 0
+                    for text in group:
+                        probs = _wtpsplit_shape(text, flat[offset: offset + len(text)],
+                                                remove_whitespace_before_inference)
+                        offset += len(text)
+                        yield (probs, probs) if return_paragraph_probabilities else probs
+
+        if isinstance(text_or_texts, str):
+            return next(generate([text_or_texts]))
+        return generate(list(text_or_texts))
+
     def close(self) -> None:
         client = getattr(self._local, "client", None)
         if client is not None:
             client.close()
             self._local.client = None
+
+
+def _wtpsplit_shape(text: str, probs: np.ndarray, remove_whitespace: bool) -> np.ndarray:
+    """wtpsplit gives a text with nothing to infer (empty or blank) one probability, 0, plus one 0 per
+    removed space; the server gives one per character. Mirror wtpsplit's shape."""
+    seen = text.replace(" ", "") if remove_whitespace else text
+    if seen.strip():
+        return probs
+    return np.zeros(1 + (text.count(" ") if remove_whitespace else 0), dtype=np.float32)

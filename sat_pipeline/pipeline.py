@@ -118,15 +118,19 @@ def finish(
     return Segmented(sentences, counts, spans, paragraph, paragraph_counts, probs)
 
 
-def output_arrays(segmented: Segmented) -> dict[str, np.ndarray]:
-    """The public output tensors of a request, by wire name."""
-    return {
+def output_arrays(segmented: Segmented, char_probs: bool = True) -> dict[str, np.ndarray]:
+    """The public output tensors of a request, by wire name (``CHAR_PROBS`` only if asked for)."""
+    outputs = {
         wire.SENTENCES: np.array([s.encode("utf-8") for s in segmented.sentences], dtype=np.object_),
         wire.SENTENCE_COUNTS: segmented.counts.astype(np.int32),
         wire.SENTENCE_SPANS: segmented.spans.reshape(-1, 2).astype(np.int64),
         wire.SENTENCE_PARAGRAPH: segmented.paragraphs.astype(np.int32),
         wire.PARAGRAPH_COUNTS: segmented.paragraph_counts.astype(np.int32),
     }
+    if char_probs:
+        probs = segmented.char_probs
+        outputs[wire.CHAR_PROBS] = np.concatenate(probs).astype(np.float32) if probs else np.zeros(0, np.float32)
+    return outputs
 
 
 def string_parameters(model_config: dict) -> dict[str, str]:

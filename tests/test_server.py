@@ -223,3 +223,34 @@ def test_a_million_characters_through_the_client(sat):
     text = long_text(1_000_000, seed=12)
     sentences = sat.split(text, block_size=128, stride=128)
     assert "\n".join(sentences).replace("\n", "") == text.replace("\n", "")
+
+
+@pytest.mark.parametrize("options", [{}, {"stride": 32, "block_size": 64}, {"remove_whitespace_before_inference": True}])
+def test_char_probs_match_predict_proba(sat, reference, options):
+    texts = multilingual_texts(20, seed=13) + EDGE_CASES + [long_text(3000, seed=3)]
+    got = list(sat.predict_proba(texts, **options))
+    expected = list(reference.predict_proba(texts, **options))
+    for text, g, e in zip(texts, got, expected):
+        assert g.dtype == np.float32 and g.shape == e.shape, text
+        np.testing.assert_allclose(g, e, atol=2e-3, err_msg=repr(text))
+    assert isinstance(sat.predict_proba("One. Two."), np.ndarray)
+
+
+def test_char_probs_only_when_asked(server):
+    with_probs = raw_grpc_outputs(server, ["One. Two.", "Drei."], ["CHAR_PROBS", "SENTENCE_COUNTS"])
+    assert with_probs.as_numpy("CHAR_PROBS").shape == (len("One. Two.") + len("Drei."),)
+    without = raw_grpc_outputs(server, ["One. Two."], ["SENTENCES"])
+    assert without.as_numpy("CHAR_PROBS") is None
+
+
+def raw_grpc_outputs(server, texts, outputs):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
+    text = grpcclient.InferInput("TEXT", [len(texts)], "BYTES")
+    text.set_data_from_numpy(data)
+    try:
+        return client.infer("tiny", [text], outputs=[grpcclient.InferRequestedOutput(o) for o in outputs])
+    finally:
+        client.close()

@@ -68,5 +68,5 @@ class TritonPythonModel:
         batch, _, input_ids, attention_mask = prepare(self.tokenizer, texts, options, self.settings)
         logits = self._logits(input_ids, attention_mask)
         segmented = finish(texts, batch.counts, batch.ends, logits, options, self.default_threshold)
-        outputs = output_arrays(segmented)
+        outputs = output_arrays(segmented, char_probs=wire.CHAR_PROBS in request.requested_output_names())
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])

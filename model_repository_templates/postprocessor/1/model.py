@@ -39,5 +39,5 @@ class TritonPythonModel:
             options,
             self.default_threshold,
         )
-        outputs = output_arrays(segmented)
+        outputs = output_arrays(segmented, char_probs=wire.CHAR_PROBS in request.requested_output_names())
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
