@@ -91,7 +91,7 @@ def build(args: argparse.Namespace) -> int:
         raise BuildError("--use_lora downloads the adapter from the model's hub repository, but --model_name_or_path "
                          "is a local directory; pass the adapter directory with --lora_path DIR")
     use_lora = args.use_lora or args.lora_path is not None
-    names = repository.ModelNames(args.triton_model_name or default_triton_name(args.model_name_or_path))
+    ensemble = args.triton_model_name or default_triton_name(args.model_name_or_path)
     out = Path(args.output_dir)
     ckpt = checkpoint.resolve(args.model_name_or_path)  # fails fast, before any progress output
     lora_dir = None
@@ -114,10 +114,13 @@ def build(args: argparse.Namespace) -> int:
         info = tokenizer.save_tokenizer(args.tokenizer_name_or_path, Path(tmp) / "tokenizer.json")
         steps.update()
         steps.set_postfix_str("repository")
+        threshold = default_threshold(args.model_name_or_path, use_lora=use_lora)
+        names = repository.shared_names(ensemble, Path(tmp) / "tokenizer.json", (info.cls_id, info.sep_id, info.pad_id),
+                                        args.max_batch_size, args.pad_to_multiple_of, threshold)
         settings = repository.RepositorySettings(
             names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
-            default_threshold=default_threshold(args.model_name_or_path, use_lora=use_lora),
+            default_threshold=threshold,
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
             tensorrt=args.tensorrt, precision=args.precision,
         )

@@ -8,6 +8,7 @@ an error, never a leftover ``${...}``); every rendered ``config.pbtxt`` is parse
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import string
 from dataclasses import dataclass
@@ -26,19 +27,17 @@ ONNX_TO_TRITON = {"INT64": "TYPE_INT64", "INT32": "TYPE_INT32", "FLOAT": "TYPE_F
 
 @dataclass(frozen=True)
 class ModelNames:
-    ensemble: str
+    """Per-ensemble models are named after it; the tokenizer and postprocessor are shared by every
+    ensemble of a repository that would get an identical one (same tokenizer file and settings, same
+    default threshold), so they are named after their content."""
 
-    @property
-    def tokenizer(self) -> str:
-        return f"{self.ensemble}_tokenizer"
+    ensemble: str
+    tokenizer: str = ""
+    postprocessor: str = ""
 
     @property
     def onnx(self) -> str:
         return f"{self.ensemble}_onnx"
-
-    @property
-    def postprocessor(self) -> str:
-        return f"{self.ensemble}_postprocessor"
 
     @property
     def long(self) -> str:
@@ -46,6 +45,16 @@ class ModelNames:
 
     def all(self) -> list[str]:
         return [self.ensemble, self.tokenizer, self.onnx, self.postprocessor, self.long]
+
+
+def shared_names(ensemble: str, tokenizer_file: Path, token_ids: tuple[int, int, int], max_batch_size: int,
+                 pad_to_multiple_of: int, default_threshold: float) -> ModelNames:
+    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>``."""
+    digest = hashlib.sha256(tokenizer_file.read_bytes())
+    digest.update(repr((token_ids, max_batch_size, pad_to_multiple_of)).encode())
+    threshold = repr(float(default_threshold)).replace(".", "_").replace("-", "m")
+    return ModelNames(ensemble, tokenizer=f"sat_tokenizer_{digest.hexdigest()[:10]}",
+                      postprocessor=f"sat_postprocessor_t{threshold}")
 
 
 @dataclass(frozen=True)

@@ -54,20 +54,26 @@ def start_container(repository: Path, models: list[str]):
     image = DockerImage(path=str(ROOT), dockerfile_path="Dockerfile.triton", tag="sat-triton:test")
     image.build()
     container = (
-        DockerContainer(str(image))
+        DockerContainer(str(image), shm_size="1g")  # python backend shm, as docs/deployment.md runs it
         .with_volume_mapping(str(repository.resolve()), "/models", "ro")
         .with_exposed_ports(8000, 8001, 8002)
     )
     container.start()
-    host = container.get_container_host_ip()
-    running = RunningServer(
-        grpc_url=f"{host}:{container.get_exposed_port(8001)}",
-        http_url=f"{host}:{container.get_exposed_port(8000)}",
-        metrics_url=f"{host}:{container.get_exposed_port(8002)}",
-        kind="container",
-    )
-    for model in models:
-        wait_until_ready(running.grpc_url, model, timeout=300)
+    try:
+        host = container.get_container_host_ip()
+        running = RunningServer(
+            grpc_url=f"{host}:{container.get_exposed_port(8001)}",
+            http_url=f"{host}:{container.get_exposed_port(8000)}",
+            metrics_url=f"{host}:{container.get_exposed_port(8002)}",
+            kind="container",
+        )
+        for model in models:
+            wait_until_ready(running.grpc_url, model, timeout=300)
+    except Exception as exc:
+        stdout, stderr = container.get_logs()
+        container.stop()
+        log = (stdout + stderr).decode("utf-8", errors="replace")[-8000:]
+        raise RuntimeError(f"sat-triton container not ready: {exc}\n--- tritonserver log ---\n{log}") from exc
     return container, running
 
 

@@ -211,7 +211,7 @@ def test_too_many_windows_gets_a_clear_error_and_the_client_copes(server, sat, r
     text = long_text(20000, seed=11)  # ~100 windows, over this repository's max_batch_size of 16
     with pytest.raises(InferenceServerException) as excinfo:
         raw_grpc(server, [text])
-    assert_invalid(excinfo, "too many chunks", "at most 16", "tiny_long", "--max_batch_size")
+    assert_invalid(excinfo, "too many chunks", "at most 16", "in ensemble 'tiny'", "_long", "--max_batch_size")
     long_result = raw_grpc(server, [text], model="tiny_long")
     sentences = [s.decode() for s in long_result.as_numpy("SENTENCES")]
     assert_same_sentences(reference, [text], [sentences])
@@ -254,3 +254,20 @@ def raw_grpc_outputs(server, texts, outputs):
         return client.infer("tiny", [text], outputs=[grpcclient.InferRequestedOutput(o) for o in outputs])
     finally:
         client.close()
+
+
+def test_models_share_tokenizer_and_postprocessor_where_identical(repository):
+    """Two ensembles built into one repository: the same tokenizer is one model; the postprocessor
+    differs only because the default thresholds differ (0.25 for an "sm" name, 0.025 otherwise)."""
+    import re
+
+    def step_models(name):
+        return re.findall(r'model_name: "([^"]+)"', (repository / name / "config.pbtxt").read_text())
+
+    tiny, tiny_la = step_models("tiny"), step_models("tiny_la")
+    assert tiny[0] == tiny_la[0] and tiny[0].startswith("sat_tokenizer_")
+    assert tiny[1:] != tiny_la[1:]
+    assert {tiny[2], tiny_la[2]} == {"sat_postprocessor_t0_25", "sat_postprocessor_t0_025"}
+    assert sorted(p.name for p in repository.iterdir()) == sorted(
+        ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2]]
+    )

@@ -26,8 +26,6 @@ class TritonPythonModel:
             pad_to_multiple_of=int(params["pad_to_multiple_of"]),
         )
         self.max_chunks = int(params["max_chunks"])
-        self.onnx_model = params["onnx_model"]
-        self.long_model = params["long_model"]
 
     def execute(self, requests):
         responses = []
@@ -46,8 +44,8 @@ class TritonPythonModel:
         if len(plan) > self.max_chunks:
             raise RequestError(
                 f"{wire.TOO_MANY_CHUNKS}: this request needs {len(plan)} windows of up to {plan.block_size} tokens, "
-                f"but model '{self.onnx_model}' takes at most {self.max_chunks} per request (its max_batch_size). "
-                f"Send fewer or shorter texts per request, or send long texts to model '{self.long_model}' "
+                f"but the ONNX model takes at most {self.max_chunks} per request (its max_batch_size). "
+                "Send fewer or shorter texts per request, or send long texts to the ensemble's '<name>_long' model "
                 "(client.SaT does both by itself), or rebuild with a larger --max_batch_size"
             )
         return pb_utils.InferenceResponse(
