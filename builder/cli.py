@@ -116,11 +116,12 @@ def build(args: argparse.Namespace) -> int:
         steps.set_postfix_str("repository")
         threshold = default_threshold(args.model_name_or_path, use_lora=use_lora)
         names = repository.shared_names(ensemble, Path(tmp) / "tokenizer.json", (info.cls_id, info.sep_id, info.pad_id),
-                                        args.max_batch_size, args.pad_to_multiple_of, threshold)
+                                        args.max_batch_size, args.pad_to_multiple_of, threshold,
+                                        language=args.language if args.use_lora else "")
         settings = repository.RepositorySettings(
             names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
-            default_threshold=threshold,
+            default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
             tensorrt=args.tensorrt, precision=args.precision,
         )

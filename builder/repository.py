@@ -48,13 +48,13 @@ class ModelNames:
 
 
 def shared_names(ensemble: str, tokenizer_file: Path, token_ids: tuple[int, int, int], max_batch_size: int,
-                 pad_to_multiple_of: int, default_threshold: float) -> ModelNames:
-    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>``."""
+                 pad_to_multiple_of: int, default_threshold: float, language: str = "") -> ModelNames:
+    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>[_<language>]``."""
     digest = hashlib.sha256(tokenizer_file.read_bytes())
     digest.update(repr((token_ids, max_batch_size, pad_to_multiple_of)).encode())
     threshold = repr(float(default_threshold)).replace(".", "_").replace("-", "m")
     return ModelNames(ensemble, tokenizer=f"sat_tokenizer_{digest.hexdigest()[:10]}",
-                      postprocessor=f"sat_postprocessor_t{threshold}")
+                      postprocessor=f"sat_postprocessor_t{threshold}" + (f"_{language}" if language else ""))
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class RepositorySettings:
     intra_op_threads: int = 0
     tensorrt: bool = False
     precision: str = "fp32"
+    language: str = ""  # the model's language (a hub LoRA's): default for the length priors
 
 
 def wire_names() -> dict[str, str]:
@@ -158,6 +159,7 @@ def write_repository(
         "pad_id": pad_id,
         "pad_to_multiple_of": settings.pad_to_multiple_of,
         "default_threshold": repr(float(settings.default_threshold)),
+        "language": settings.language,
     }
     root.mkdir(parents=True, exist_ok=True)
     version = settings.model_version

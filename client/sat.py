@@ -57,8 +57,9 @@ class SaT:
 
     def __init__(self, model: str = "sat-3l-sm", triton_url: str = "localhost:8001",
                  triton_model_name: str | None = None, protocol: str = "grpc", concurrency: int = 4,
-                 timeout: float | None = None):
+                 timeout: float | None = None, language: str | None = None):
         self.model = model
+        self.language = language  # as wtpsplit's SaT(language=...): default lang_code of the length priors
         self.triton_url = triton_url
         self.triton_model_name = triton_model_name or default_triton_name(model)
         self.long_model_name = f"{self.triton_model_name}_long"
@@ -200,6 +201,11 @@ class SaT:
             "max_length": max_length, "prior_type": prior_type, "prior_kwargs": prior_kwargs,
             "algorithm": algorithm,
         }
+        if self.language and (max_length is not None or min_length > 1):
+            kwargs = dict(prior_kwargs or {})
+            if "lang_code" not in kwargs and "target_length" not in kwargs:
+                kwargs["lang_code"] = self.language
+            values["prior_kwargs"] = kwargs
         parameters = {k: v for k, v in values.items() if v != DEFAULTS[k]}
         if isinstance(parameters.get("prior_kwargs"), dict):
             import json

@@ -27,6 +27,7 @@ the last segment of a text/paragraph.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -99,6 +100,7 @@ def local_prior_kwargs(prior_kwargs: dict | None, max_length: int | None, langua
 
 _PRIOR_CACHE: OrderedDict = OrderedDict()
 _PRIOR_CACHE_SIZE = 64
+_PRIOR_CACHE_LOCK = threading.Lock()
 
 
 def request_prior(prior_type: str, prior_kwargs: dict | None, max_length: int | None,
@@ -109,14 +111,16 @@ def request_prior(prior_type: str, prior_kwargs: dict | None, max_length: int | 
         key = (prior_type, json.dumps(kwargs, sort_keys=True))
     except (TypeError, ValueError):
         return create_prior(prior_type, kwargs)
-    prior = _PRIOR_CACHE.get(key)
-    if prior is None:
-        prior = create_prior(prior_type, kwargs)
+    with _PRIOR_CACHE_LOCK:
+        prior = _PRIOR_CACHE.get(key)
+        if prior is not None:
+            _PRIOR_CACHE.move_to_end(key)
+            return prior
+    prior = create_prior(prior_type, kwargs)
+    with _PRIOR_CACHE_LOCK:
         _PRIOR_CACHE[key] = prior
-        if len(_PRIOR_CACHE) > _PRIOR_CACHE_SIZE:
+        while len(_PRIOR_CACHE) > _PRIOR_CACHE_SIZE:
             _PRIOR_CACHE.popitem(last=False)
-    else:
-        _PRIOR_CACHE.move_to_end(key)
     return prior
 
 
@@ -200,14 +204,18 @@ def _viterbi(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) 
     n = len(probs)
     dp = np.full(n + 1, -np.inf)
     dp[0] = 0.0
-    backpointers = np.zeros(n + 1, dtype=np.int64)
+    backpointers = [0] * (n + 1)
     with np.errstate(all="ignore"):
-        log_probs = np.log(probs)  # float32 for float32 probs, as in wtpsplit; promoted when added
+        # np.log in the probabilities' own dtype (float32 for float32), as wtpsplit; wtpsplit then adds
+        # each as a numpy scalar to a float64 score, i.e. exactly its float64 value, as here.
+        log_probs = np.log(probs).astype(np.float64).tolist()
     top = max(min(max_length, n), 1)
-    # rev[top - length] = log prior(length): a window j = lo..hi (lengths i-lo down to i-hi) is then
-    # the contiguous slice rev[top-i+lo : top-i+hi+1].
+    # rev[top - length] = log prior(length): the window j = lo..hi (lengths i-lo down to i-hi) is then
+    # the contiguous slice rev[top-i+lo : top-i+hi+1], in wtpsplit's scan order (j ascending).
     rev = np.ascontiguousarray(prior.log_values(top)[::-1])
-    base = top
+    buf = np.empty(min(max_length, n) + 1)
+    neg_inf = -np.inf
+    add, argmax = np.add, np.ndarray.argmax
     with np.errstate(all="ignore"):
         for i in range(1, n + 1):
             lo = i - max_length
@@ -216,19 +224,96 @@ def _viterbi(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) 
             hi = i - min_length
             if hi < lo:
                 continue
-            # wtpsplit: candidate = dp[j] + log_prior; then candidate += log_probs[i-1] (not at i == n)
-            cand = dp[lo : hi + 1] + rev[base - i + lo : base - i + hi + 1]
+            # wtpsplit: candidate = dp[j] + log_prior; candidate += log_probs[i-1] (not at i == n);
+            # the first strictly greatest candidate wins, -inf and NaN never do.
+            cand = buf[: hi - lo + 1]
+            add(dp[lo : hi + 1], rev[top - i + lo : top - i + hi + 1], out=cand)
             if i < n:
                 cand += log_probs[i - 1]
-            k = _first_max(cand)
-            if k >= 0:
-                dp[i] = cand[k]
+            k = int(argmax(cand))
+            v = cand[k]
+            if v > neg_inf:
+                dp[i] = v
                 backpointers[i] = lo + k
-    if dp[n] == -np.inf:
+            elif v != v:
+                k = _first_max(cand)
+                if k >= 0:
+                    dp[i] = cand[k]
+                    backpointers[i] = lo + k
+    if dp[n] == neg_inf:
         return _fallback_greedy_segmentation(n, min_length, max_length)
     result = []
     pos = n
+    while pos > 0:
+        result.append(pos)
+        pos = backpointers[pos]
+    result.reverse()
+    if result and result[-1] == n:
+        result = result[:-1]
+    return _handle_short_final_segment(result, n, min_length, max_length)
+
+
+# Viterbi with min_length >= this computes min_length positions per numpy step (see _viterbi_blocked).
+_BLOCK_MIN_LENGTH = 3
+
+
+def _viterbi_blocked(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) -> list:
+    """The same Viterbi, ``min_length`` positions at a time.
+
+    Position i only looks at dp[j] for j <= i - min_length, so positions i0 .. i0+min_length-1 depend on
+    dp[< i0] alone and their candidates form one (rows i) x (columns j) matrix. Cells outside a row's
+    window get a -inf log prior (lengths < min_length or > max_length) and never win; the others hold
+    exactly wtpsplit's ``(dp[j] + log_prior) + log_probs[i-1]``, and each row takes its first maximum.
+    """
+    n = len(probs)
+    m = min_length
+    dp = np.full(n + 1, -np.inf)
+    dp[0] = 0.0
+    backpointers = np.zeros(n + 1, dtype=np.int64)
+    with np.errstate(all="ignore"):
+        lp = np.log(probs).astype(np.float64)
+    # What row i adds after the prior: log_probs[i-1], and nothing (-0.0 keeps every value) at i == n.
+    row_add = np.append(np.append([-0.0], lp), -0.0)[: n + 2]
+    row_add[n] = -0.0
+    top = min(max_length, n)
+    T = top + m
+    lpm = np.full(T + 1, -np.inf)  # lpm[L]: log prior of length L where m <= L <= max_length, else -inf
+    upto = min(T, max_length)
+    if upto >= m:
+        lpm[m : upto + 1] = prior.log_values(upto)[m : upto + 1]
+    # Row t of `windows` is lpm_rev[t : t + top + 1], lpm_rev[T - L] = lpm[L] (padded so every t <= T fits).
+    lpm_rev = np.concatenate((lpm[::-1], np.full(top, -np.inf)))
+    windows = np.lib.stride_tricks.sliding_window_view(lpm_rev, top + 1)
+    neg_inf = -np.inf
+    with np.errstate(all="ignore"):
+        for i0 in range(1, n + 1, m):
+            i1 = min(i0 + m, n + 1)
+            j0 = max(0, i0 - max_length)
+            j1 = i1 - 1 - m
+            if j1 < j0:
+                continue
+            width = j1 - j0 + 1
+            rows = i1 - i0
+            t0 = T - (i0 - j0)  # row r reads lpm_rev[t0 - r : t0 - r + width] = lpm[i - j] for j = j0..j1
+            priors = windows[t0 - rows + 1 : t0 + 1, :width][::-1]
+            cand = dp[j0 : j1 + 1] + priors
+            cand += row_add[i0:i1, None]
+            ks = cand.argmax(axis=1)
+            best = cand[np.arange(rows), ks]
+            ok = best > neg_inf
+            if not ok.all():
+                for r in np.flatnonzero(best != best).tolist():  # rows with a NaN: skip the NaNs
+                    k = _first_max(cand[r])
+                    if k >= 0:
+                        ks[r], best[r], ok[r] = k, cand[r, k], True
+            if ok.any():
+                dp[i0:i1][ok] = best[ok]
+                backpointers[i0:i1][ok] = j0 + ks[ok]
+    if dp[n] == neg_inf:
+        return _fallback_greedy_segmentation(n, min_length, max_length)
     bp = backpointers.tolist()
+    result = []
+    pos = n
     while pos > 0:
         result.append(pos)
         pos = bp[pos]
@@ -294,6 +379,8 @@ def constrained_boundaries(probs: np.ndarray, prior: Prior, min_length: int = 1,
     if algorithm == "greedy":
         return _greedy(probs, prior, min_length, max_length)
     if algorithm == "viterbi":
+        if min_length >= _BLOCK_MIN_LENGTH:
+            return _viterbi_blocked(probs, prior, min_length, max_length)
         return _viterbi(probs, prior, min_length, max_length)
     raise RequestError(f"option 'algorithm': Unknown algorithm: {algorithm}")
 
@@ -458,6 +545,11 @@ def enforce_segment_constraints(text: str, indices, min_length: int, max_length:
 # --------------------------------------------------------------------------------------------------
 
 
+def _check_probs(text: str, probs: np.ndarray) -> None:
+    if probs.ndim != 1 or (len(probs) != len(text) and text.strip()):
+        raise ValueError(f"expected one probability per character ({len(text)}), got shape {probs.shape}")
+
+
 def _segment(tx: _Text, base: int, limit: int, probs: np.ndarray, prior: Prior, min_length: int,
              max_length: int | None, algorithm: str, strip_whitespace: bool) -> Pieces:
     if tx.next_ns[base] >= limit:
@@ -482,8 +574,10 @@ def constrained_pieces(text: str, probs: np.ndarray, min_length: int, max_length
     prior = request_prior(prior_type, prior_kwargs, max_length, language)
     if not text:
         return _empty_pieces()
+    probs = np.asarray(probs)
+    _check_probs(text, probs)
     tx = _Text(whitespace_mask(text))
-    return _segment(tx, 0, len(text), np.asarray(probs), prior, min_length, max_length, algorithm, strip_whitespace)
+    return _segment(tx, 0, len(text), probs, prior, min_length, max_length, algorithm, strip_whitespace)
 
 
 def constrained_spans(text: str, probs: np.ndarray, min_length: int, max_length: int | None,
@@ -513,6 +607,7 @@ def paragraph_constrained_pieces(text: str, probs: np.ndarray, paragraph_thresho
     if not text:
         return _empty_pieces(), np.zeros(0, dtype=np.int32), 0
     probs = np.asarray(probs)
+    _check_probs(text, probs)
     is_space = whitespace_mask(text)
     tx = _Text(is_space)
     # wtpsplit: indices_to_sentences(text, np.where(newline_probs > paragraph_threshold)[0])

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import wire
+from .constraints import constrained_pieces, paragraph_constrained_pieces
+from .errors import RequestError
 from .chunking import ChunkPlan, build_inputs, plan_chunks
 from .options import Options
 from .segmentation import paragraph_sentence_spans, sentence_spans
@@ -80,6 +82,38 @@ def text_probabilities(
     return probs
 
 
+# Length-constrained segmentation without max_length is quadratic in the text length (as in wtpsplit).
+MAX_UNBOUNDED_CONSTRAINED_CHARS = 20_000
+
+
+def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, threshold: float,
+                  language: str | None):
+    """One text's sentence spans, strings (None: the plain slices), paragraph indices and paragraph count."""
+    if options.length_constrained:
+        if options.max_length is None and len(text) > MAX_UNBOUNDED_CONSTRAINED_CHARS:
+            raise RequestError(
+                f"TEXT[{index}] has {len(text)} characters; min_length without max_length costs time quadratic in "
+                f"the length, so it is limited to {MAX_UNBOUNDED_CONSTRAINED_CHARS} characters: set 'max_length'"
+            )
+        constraint = (options.min_length, options.max_length, options.prior_type, options.prior_kwargs,
+                      options.algorithm, options.strip_whitespace, language)
+        if options.do_paragraph_segmentation:
+            pieces, para, n_paragraphs = paragraph_constrained_pieces(
+                text, probs, options.paragraph_threshold, *constraint)
+        else:
+            pieces = constrained_pieces(text, probs, *constraint)
+            para = np.zeros(len(pieces.starts), dtype=np.int32)
+            n_paragraphs = 1 if len(pieces.starts) else 0
+        strings = pieces.texts(text) if pieces.has_cuts else None
+        return pieces.starts, pieces.ends, strings, para, n_paragraphs
+    if options.do_paragraph_segmentation:
+        (s, e), para, n_paragraphs = paragraph_sentence_spans(
+            text, probs, threshold, options.paragraph_threshold, options.strip_whitespace)
+        return s, e, None, para, n_paragraphs
+    s, e = sentence_spans(text, probs, threshold, options.strip_whitespace, options.split_on_input_newlines)
+    return s, e, None, np.zeros(len(s), dtype=np.int32), (1 if len(s) else 0)
+
+
 def finish(
     texts: list[str],
     token_counts: np.ndarray,
@@ -87,34 +121,30 @@ def finish(
     chunk_logits: np.ndarray,
     options: Options,
     default_threshold: float,
+    language: str | None = None,
 ) -> Segmented:
-    """Stitch, threshold and cut every text into sentences."""
+    """Stitch, threshold (or apply the length constraints) and cut every text into sentences.
+
+    ``language`` is the model's language (a LoRA build's), used for the length priors' defaults."""
     threshold = options.threshold if options.threshold is not None else default_threshold
     probs = text_probabilities(texts, token_counts, token_ends, chunk_logits, options)
-    starts, ends, paragraphs = [], [], []
+    starts, ends, paragraphs, sentences = [], [], [], []
     counts = np.zeros(len(texts), dtype=np.int32)
     paragraph_counts = np.zeros(len(texts), dtype=np.int32)
     for index, (text, p) in enumerate(zip(texts, probs)):
-        if options.do_paragraph_segmentation:
-            (s, e), para, paragraph_counts[index] = paragraph_sentence_spans(
-                text, p, threshold, options.paragraph_threshold, options.strip_whitespace
-            )
-        else:
-            s, e = sentence_spans(text, p, threshold, options.strip_whitespace, options.split_on_input_newlines)
-            para = np.zeros(len(s), dtype=np.int32)
-            paragraph_counts[index] = 1 if len(s) else 0
+        s, e, strings, para, paragraph_counts[index] = _segment_text(index, text, p, options, threshold, language)
         starts.append(s)
         ends.append(e)
         paragraphs.append(para)
         counts[index] = len(s)
+        if strings is None:
+            strings = [text[a:b] for a, b in zip(s.tolist(), e.tolist())]
+        sentences.extend(strings)
     if texts:
         spans = np.stack([np.concatenate(starts), np.concatenate(ends)], axis=1).astype(np.int64)
         paragraph = np.concatenate(paragraphs).astype(np.int32)
     else:
         spans, paragraph = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int32)
-    sentences = []
-    for text, s, e in zip(texts, starts, ends):
-        sentences.extend(text[a:b] for a, b in zip(s.tolist(), e.tolist()))
     return Segmented(sentences, counts, spans, paragraph, paragraph_counts, probs)
 
 

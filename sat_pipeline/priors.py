@@ -165,16 +165,18 @@ class Prior:
         self.prior_type = prior_type
         self.kwargs = kwargs
         self._fn = fn
-        self._values = np.zeros(1, dtype=np.float64)  # index = length; length 0 is never asked for
-        self._logs = np.full(1, -np.inf, dtype=np.float64)
+        # (values, log values), index = length (length 0 is never asked for). Swapped as one tuple so
+        # that concurrent callers each see a consistent table at least as long as they asked for.
+        self._tables = (np.zeros(1, dtype=np.float64), np.full(1, -np.inf, dtype=np.float64))
 
     def __call__(self, length: int) -> float:
         return self._fn(length)
 
-    def _extend(self, upto: int) -> None:
-        have = len(self._values) - 1
+    def _tables_upto(self, upto: int) -> tuple[np.ndarray, np.ndarray]:
+        tables = self._tables
+        have = len(tables[0]) - 1
         if upto <= have:
-            return
+            return tables
         upto = max(upto, 2 * have)  # amortise: tables only ever grow
         values = np.empty(upto - have, dtype=np.float64)
         logs = np.empty(upto - have, dtype=np.float64)
@@ -189,18 +191,18 @@ class Prior:
                     logs[k] = np.log(p) if p > 0 else -np.inf
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise _bad_kwargs(self.prior_type, self.kwargs, exc) from None
-        self._values = np.concatenate((self._values, values))
-        self._logs = np.concatenate((self._logs, logs))
+        tables = (np.concatenate((tables[0], values)), np.concatenate((tables[1], logs)))
+        if len(tables[0]) > len(self._tables[0]):
+            self._tables = tables
+        return tables
 
     def values(self, upto: int) -> np.ndarray:
         """float64 ``[upto + 1]``: ``out[length] == prior(length)`` for ``1 <= length <= upto`` (``out[0]`` is 0)."""
-        self._extend(upto)
-        return self._values[: upto + 1]
+        return self._tables_upto(upto)[0][: upto + 1]
 
     def log_values(self, upto: int) -> np.ndarray:
         """``np.log(prior(length))`` where the prior is positive, ``-inf`` where it is 0, negative or NaN."""
-        self._extend(upto)
-        return self._logs[: upto + 1]
+        return self._tables_upto(upto)[1][: upto + 1]
 
 
 def create_prior(prior_type: str, prior_kwargs: dict | None) -> Prior:

@@ -70,6 +70,12 @@ def test_texts_longer_than_one_block_match_wtpsplit(sat, reference):
         {"remove_whitespace_before_inference": True},
         {"do_paragraph_segmentation": True, "paragraph_threshold": 0.7},
         {"do_paragraph_segmentation": True, "strip_whitespace": True, "threshold": 0.3},
+        {"max_length": 60},
+        {"min_length": 10, "max_length": 80, "prior_type": "gaussian", "algorithm": "greedy"},
+        {"min_length": 5, "max_length": 100, "prior_type": "clipped_polynomial", "prior_kwargs": {"target_length": 40}},
+        {"max_length": 50, "prior_type": "lognormal", "strip_whitespace": True},
+        {"min_length": 20, "prior_kwargs": {"lang_code": "de"}, "prior_type": "gaussian"},
+        {"do_paragraph_segmentation": True, "max_length": 60, "weighting": "hat"},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
@@ -168,6 +174,10 @@ def assert_invalid(excinfo, *words):
         ({"split_on_input_newlines": 7}, ["split_on_input_newlines"]),
         ({"weighting": "triangle"}, ["weighting", "uniform, hat"]),
         ({"no_such_option": 1}, ["unknown option", "no_such_option"]),
+        ({"min_length": 9, "max_length": 3}, ["min_length", "max_length"]),
+        ({"max_length": 30, "prior_type": "beta"}, ["prior_type", "uniform"]),
+        ({"max_length": 30, "prior_type": "gaussian", "prior_kwargs": '{"spread": 0}'}, ["prior_kwargs", "spread"]),
+        ({"max_length": 30, "algorithm": "beam"}, ["algorithm", "viterbi"]),
     ],
 )
 def test_bad_options_are_rejected_and_the_server_keeps_serving(server, parameters, words):

@@ -34,6 +34,7 @@ class TritonPythonModel:
         self.max_chunks = int(params["max_chunks"])
         self.onnx_model = params["onnx_model"]
         self.default_threshold = float(params["default_threshold"])
+        self.language = params.get("language") or None
 
     def execute(self, requests):
         responses = []
@@ -67,6 +68,6 @@ class TritonPythonModel:
         texts = decode_texts(pb_utils.get_input_tensor_by_name(request, wire.TEXT).as_numpy())
         batch, _, input_ids, attention_mask = prepare(self.tokenizer, texts, options, self.settings)
         logits = self._logits(input_ids, attention_mask)
-        segmented = finish(texts, batch.counts, batch.ends, logits, options, self.default_threshold)
+        segmented = finish(texts, batch.counts, batch.ends, logits, options, self.default_threshold, self.language)
         outputs = output_arrays(segmented, char_probs=wire.CHAR_PROBS in request.requested_output_names())
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])

@@ -15,6 +15,7 @@ class TritonPythonModel:
     def initialize(self, args):
         params = string_parameters(json.loads(args["model_config"]))
         self.default_threshold = float(params["default_threshold"])
+        self.language = params.get("language") or None
 
     def execute(self, requests):
         responses = []
@@ -38,6 +39,7 @@ class TritonPythonModel:
             tensor(wire.LOGITS),
             options,
             self.default_threshold,
+            self.language,
         )
         outputs = output_arrays(segmented, char_probs=wire.CHAR_PROBS in request.requested_output_names())
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
