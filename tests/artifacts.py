@@ -55,3 +55,48 @@ def make_checkpoint(out: Path, lookahead=None, lookahead_split_layers=None, num_
     os.makedirs(out, exist_ok=True)
     model.save_pretrained(str(out))
     return out
+
+
+LORA_RANK, LORA_ALPHA = 4, 8
+
+
+def make_adapter(out: Path, num_labels: int, seed: int = 0, name: str = "text", targets=("query", "value"),
+                 head_keys=("classifier.weight", "classifier.bias"), r: int = LORA_RANK, alpha: int = LORA_ALPHA, layers: int = 2, hidden: int = 32) -> Path:
+    """A random LoRA adapter as the adapters library saves it from SubwordXLMForTokenClassification."""
+    import json
+
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    paths = {
+        "query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
+        "intermediate": "intermediate.dense", "output": "output.dense",
+    }
+    weights = {}
+    for layer in range(layers):
+        for target in targets:
+            module = f"roberta.encoder.layer.{layer}.{paths[target]}"
+            out_features = hidden * 2 if target == "intermediate" else hidden
+            in_features = hidden * 2 if target == "output" else hidden
+            weights[f"{module}.loras.{name}.lora_A"] = torch.randn(r, in_features, generator=generator) * 0.3
+            weights[f"{module}.loras.{name}.lora_B"] = torch.randn(out_features, r, generator=generator) * 0.3
+    head = {
+        "classifier.weight": torch.randn(num_labels, hidden, generator=generator) * 0.6,
+        "classifier.bias": torch.randn(num_labels, generator=generator) - 1.0,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "config": {"architecture": "lora", "selfattn_lora": True, "intermediate_lora": False, "output_lora": False,
+                   "attn_matrices": ["q", "v"], "r": r, "alpha": alpha, "dropout": 0.1,
+                   "composition_mode": "add", "init_weights": "lora", "use_gating": False},
+        "hidden_size": hidden, "model_class": "SubwordXLMForTokenClassification", "model_name": None,
+        "model_type": "xlm-token", "name": name, "version": "adapters.1.0.0",
+    }
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    head_config = {"config": None, "hidden_size": hidden, "label2id": {f"LABEL_{i}": i for i in range(num_labels)},
+                   "model_class": "SubwordXLMForTokenClassification", "model_name": None, "model_type": "xlm-token",
+                   "name": None, "num_labels": num_labels, "version": "adapters.1.0.0"}
+    (out / "head_config.json").write_text(json.dumps(head_config))
+    torch.save(weights, out / "pytorch_adapter.bin")
+    torch.save({k: v for k, v in head.items() if k in head_keys}, out / "pytorch_model_head.bin")
+    return out

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from artifacts import make_checkpoint, make_tokenizer  # noqa: E402
+from artifacts import make_adapter, make_checkpoint, make_tokenizer  # noqa: E402
 from servers import build_repository, docker_unavailable_reason, start_container, start_local  # noqa: E402
 
 MAX_BATCH_SIZE = 16  # small, so that the too-many-windows path is easy to reach
@@ -31,16 +31,24 @@ def lookahead_checkpoint_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def repository(tmp_path_factory, checkpoint_dir, lookahead_checkpoint_dir, tokenizer_dir):
-    """One repository, two models built into it by `sat-triton build` (the second keeps the first)."""
+def lora_dir(tmp_path_factory):
+    """A random LoRA adapter in wtpsplit's layout, with a 3-label head (the checkpoint has 1)."""
+    return make_adapter(tmp_path_factory.mktemp("lora") / "adapter", num_labels=3, seed=5)
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory, checkpoint_dir, lookahead_checkpoint_dir, tokenizer_dir, lora_dir):
+    """One repository, three models built into it by `sat-triton build` (each keeps the others)."""
     out = tmp_path_factory.mktemp("repo") / "model_repository"
     build_repository(checkpoint_dir, tokenizer_dir, out, "tiny", "--max_batch_size", str(MAX_BATCH_SIZE))
     build_repository(lookahead_checkpoint_dir, tokenizer_dir, out, "tiny_la", "--max_batch_size",
                      str(MAX_BATCH_SIZE))
+    build_repository(checkpoint_dir, tokenizer_dir, out, "tiny_lora", "--max_batch_size", str(MAX_BATCH_SIZE),
+                     "--lora_path", str(lora_dir))
     return out
 
 
-MODELS = ["tiny", "tiny_la", "tiny_long", "tiny_la_long"]
+MODELS = ["tiny", "tiny_la", "tiny_lora", "tiny_long", "tiny_la_long", "tiny_lora_long"]
 
 
 @pytest.fixture(scope="session", params=["local", "container"])
@@ -64,6 +72,13 @@ def reference(checkpoint_dir, tokenizer_dir):
     from wtpsplit import SaT
 
     return SaT(str(checkpoint_dir), tokenizer_name_or_path=str(tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def lora_reference(checkpoint_dir, tokenizer_dir, lora_dir):
+    from wtpsplit import SaT
+
+    return SaT(str(checkpoint_dir), tokenizer_name_or_path=str(tokenizer_dir), lora_path=str(lora_dir))
 
 
 @pytest.fixture(scope="session")

@@ -15,52 +15,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("wtpsplit")
 
-from artifacts import make_checkpoint  # noqa: E402
+from artifacts import LORA_ALPHA as ALPHA, LORA_RANK as RANK, make_adapter, make_checkpoint  # noqa: E402
 
 from builder import lora  # noqa: E402
 from builder.checkpoint import load_state_dict, resolve  # noqa: E402
 from builder.errors import BuildError  # noqa: E402
 from builder.modeling import load_network  # noqa: E402
 
-LAYERS, HIDDEN, RANK, ALPHA = 2, 32, 4, 8
-
-
-def make_adapter(out: Path, num_labels: int, seed: int = 0, name: str = "text", targets=("query", "value"),
-                 head_keys=("classifier.weight", "classifier.bias"), r: int = RANK, alpha: int = ALPHA) -> Path:
-    """A random LoRA adapter as the adapters library saves it from SubwordXLMForTokenClassification."""
-    generator = torch.Generator().manual_seed(seed)
-    paths = {
-        "query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
-        "intermediate": "intermediate.dense", "output": "output.dense",
-    }
-    weights = {}
-    for layer in range(LAYERS):
-        for target in targets:
-            module = f"roberta.encoder.layer.{layer}.{paths[target]}"
-            out_features = HIDDEN * 2 if target == "intermediate" else HIDDEN
-            in_features = HIDDEN * 2 if target == "output" else HIDDEN
-            weights[f"{module}.loras.{name}.lora_A"] = torch.randn(r, in_features, generator=generator) * 0.3
-            weights[f"{module}.loras.{name}.lora_B"] = torch.randn(out_features, r, generator=generator) * 0.3
-    head = {
-        "classifier.weight": torch.randn(num_labels, HIDDEN, generator=generator) * 0.6,
-        "classifier.bias": torch.randn(num_labels, generator=generator) - 1.0,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "config": {"architecture": "lora", "selfattn_lora": True, "intermediate_lora": False, "output_lora": False,
-                   "attn_matrices": ["q", "v"], "r": r, "alpha": alpha, "dropout": 0.1,
-                   "composition_mode": "add", "init_weights": "lora", "use_gating": False},
-        "hidden_size": HIDDEN, "model_class": "SubwordXLMForTokenClassification", "model_name": None,
-        "model_type": "xlm-token", "name": name, "version": "adapters.1.0.0",
-    }
-    (out / "adapter_config.json").write_text(json.dumps(config))
-    head_config = {"config": None, "hidden_size": HIDDEN, "label2id": {f"LABEL_{i}": i for i in range(num_labels)},
-                   "model_class": "SubwordXLMForTokenClassification", "model_name": None, "model_type": "xlm-token",
-                   "name": None, "num_labels": num_labels, "version": "adapters.1.0.0"}
-    (out / "head_config.json").write_text(json.dumps(head_config))
-    torch.save(weights, out / "pytorch_adapter.bin")
-    torch.save({k: v for k, v in head.items() if k in head_keys}, out / "pytorch_model_head.bin")
-    return out
+LAYERS, HIDDEN = 2, 32
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,19 @@ def test_lookahead_model_matches_wtpsplit(sat_lookahead, lookahead_reference):
     print("parity, lookahead model:", stats)
 
 
+def test_lora_model_matches_wtpsplit(server, lora_reference):
+    """A LoRA adapter (3-label head) merged at build time; default threshold 0.5 as wtpsplit's use_lora."""
+    from client import SaT
+
+    sat = SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny_lora")
+    texts = multilingual_texts(100, seed=14) + EDGE_CASES
+    got = list(sat.split(texts))
+    sat.close()
+    expected = list(lora_reference.split(texts))
+    assert sum(g == e for g, e in zip(got, expected)) >= len(texts) - 1
+    assert_same_sentences(lora_reference, texts, got, threshold=0.5)
+
+
 def test_single_string_returns_a_list(sat, reference):
     text = "Hello world. This is a test! How are you?"
     got = sat.split(text)
@@ -279,5 +292,6 @@ def test_models_share_tokenizer_and_postprocessor_where_identical(repository):
     assert tiny[1:] != tiny_la[1:]
     assert {tiny[2], tiny_la[2]} == {"sat_postprocessor_t0_25", "sat_postprocessor_t0_025"}
     assert sorted(p.name for p in repository.iterdir()) == sorted(
-        ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2]]
+        ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2],
+         "tiny_lora", "tiny_lora_onnx", "tiny_lora_long", "sat_postprocessor_t0_5"]
     )
