@@ -69,6 +69,7 @@ class RepositorySettings:
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
     intra_op_threads: int = 0
+    length_granularity: int = 32
     tensorrt: bool = False
     precision: str = "fp32"
     language: str = ""  # the model's language (a hub LoRA's): default for the length priors
@@ -153,6 +154,7 @@ def write_repository(
         "instance_kind": "KIND_GPU" if settings.device == "gpu" else "KIND_CPU",
         "max_queue_delay_us": settings.max_queue_delay_us,
         "intra_op_threads": settings.intra_op_threads,
+        "length_granularity": settings.length_granularity,
         "optimization": _optimization(settings),
         "cls_id": cls_id,
         "sep_id": sep_id,

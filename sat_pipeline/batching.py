@@ -28,3 +28,27 @@ def split_rows(output: np.ndarray, rows: list[int], seqs: list[int]) -> list[np.
     """Cut a merged [sum rows, seq] output back into each request's [rows_i, seq_i]."""
     bounds = np.cumsum([0] + rows)
     return [output[a:b, :seq] for a, b, seq in zip(bounds[:-1], bounds[1:], seqs)]
+
+
+def length_buckets(lengths: np.ndarray, granularity: int = 32) -> list[np.ndarray]:
+    """Row indices grouped by real length (rounded up to ``granularity``), shortest first.
+
+    Each group can run trimmed to its own longest row, so a short window is not padded to the longest
+    window of the batch (attention costs grow with the square of the padded length)."""
+    keys = -(-np.asarray(lengths) // granularity)
+    order = np.argsort(keys, kind="stable")
+    bounds = np.flatnonzero(np.diff(keys[order])) + 1
+    return np.split(order, bounds)
+
+
+def run_by_length(run, input_ids: np.ndarray, attention_mask: np.ndarray, granularity: int = 32) -> np.ndarray:
+    """``run(ids, mask) -> logits [rows, seq]`` called once per length bucket; positions past a row's
+    bucket length (all padding) get logit 0, which nothing downstream reads."""
+    if granularity <= 0:
+        return run(input_ids, attention_mask)
+    lengths = attention_mask.sum(axis=1)
+    out = np.zeros(input_ids.shape, dtype=np.float32)
+    for rows in length_buckets(lengths, granularity):
+        width = int(lengths[rows].max())
+        out[rows, :width] = run(input_ids[rows, :width], attention_mask[rows, :width])
+    return out

@@ -104,3 +104,27 @@ def test_no_tokens_gives_a_valid_dummy_batch():
     ids, mask = build_inputs(np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64), plan, 0, 2, 1)
     assert ids.tolist() == [[0, 2]] and mask.tolist() == [[1, 1]]
     assert stitch_token_logits(np.zeros((1, 2)), plan, np.array([0, 0])).shape == (0,)
+
+
+def test_run_by_length_trims_each_group_and_keeps_row_order():
+    from sat_pipeline.batching import length_buckets, merge_rows, run_by_length, split_rows
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([5, 70, 33, 64, 2, 130, 31])
+    mask = (np.arange(140)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(3, 100, size=mask.shape) * mask + (1 - mask)
+    widths = []
+
+    def run(i, m):
+        widths.append(i.shape[1])
+        assert i.shape[1] == m.sum(1).max()
+        return fake_logits(i)
+
+    out = run_by_length(run, ids, mask, granularity=32)
+    full = fake_logits(ids)
+    np.testing.assert_array_equal(out[mask == 1], full[mask == 1])
+    assert sorted(widths) == [31, 64, 70, 130]  # (2, 5, 31) (33, 64) (70) (130)
+    assert [sorted(g.tolist()) for g in length_buckets(lengths, 32)] == [[0, 4, 6], [2, 3], [1], [5]]
+    merged_ids, merged_mask, rows = merge_rows([ids[:3, :80], ids[3:]], [mask[:3, :80], mask[3:]], pad_id=1)
+    parts = split_rows(fake_logits(merged_ids), rows, [80, 140])
+    assert [p.shape for p in parts] == [(3, 80), (4, 140)]
