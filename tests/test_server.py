@@ -295,3 +295,39 @@ def test_models_share_tokenizer_and_postprocessor_where_identical(repository):
         ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2],
          "tiny_lora", "tiny_lora_onnx", "tiny_lora_long", "sat_postprocessor_t0_5"]
     )
+
+
+def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
+    """`sat-triton serve REPO` as a user runs it: ready, endpoints printed, SIGINT stops it cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from builder.server import free_port
+    from servers import ROOT
+
+    grpc_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "builder", "serve", str(repository), "--http_port", str(free_port()),
+         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port())],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 180
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops it." in line or time.monotonic() > deadline:
+                break
+        output = "".join(lines)
+        assert f"127.0.0.1:{grpc_port}" in output and "tiny_lora" in output, output
+        result = raw_grpc(type("S", (), {"grpc_url": f"127.0.0.1:{grpc_port}"})(), ["Served. Yes."])
+        assert result.as_numpy("SENTENCE_COUNTS").tolist()[0] >= 1
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert "tritonserver stopped" in rest
