@@ -68,10 +68,18 @@ def main() -> int:
         raw.close()
 
         sat = SaT(model, triton_url=server.grpc_url, triton_model_name="sat")
+        served = list(sat.split(TEXTS))
         print("client.SaT:")
-        for sentences in sat.split(TEXTS):
+        for sentences in served:
             print("  ", sentences)
         sat.close()
+    try:
+        from wtpsplit import SaT as WtpSaT  # the reference, installed with the dev extra
+    except ImportError:
+        return 0
+    same = list(WtpSaT(model, tokenizer_name_or_path=tokenizer).split(TEXTS)) == served
+    print(f"same sentences as wtpsplit's SaT.split in-process: {same}")
+    return 0 if same else 1
     return 0
 
 
