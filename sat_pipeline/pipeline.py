@@ -28,6 +28,12 @@ class TokenizerSettings:
     pad_id: int
     pad_to_multiple_of: int = 1
 
+    @classmethod
+    def from_parameters(cls, params: dict[str, str]) -> "TokenizerSettings":
+        """From the string parameters the builder renders into the tokenizer's config."""
+        return cls(int(params["cls_id"]), int(params["sep_id"]), int(params["pad_id"]),
+                   int(params["pad_to_multiple_of"]))
+
 
 def model_texts(texts: list[str], options: Options) -> tuple[list[str], np.ndarray]:
     """The texts the model sees (spaces removed if asked) and which of them take part in inference."""

@@ -55,3 +55,29 @@ def test_default_threshold_rule_is_wtpsplits():
     assert default_threshold("sat-12l-no-limited-lookahead") == 0.01
     assert default_threshold("segment-any-text/sat-3l") == 0.025
     assert default_threshold("sat-3l", use_lora=True) == 0.5
+
+
+def test_respond_each_answers_bad_requests_alone():
+    """A RequestError becomes that request's INVALID_ARG; the other requests still get answers."""
+    from types import SimpleNamespace
+
+    from sat_pipeline.responses import respond_each
+
+    class TritonError:
+        INVALID_ARG = "INVALID_ARG"
+
+        def __init__(self, message, code):
+            self.message, self.code = message, code
+
+    pb_utils = SimpleNamespace(TritonError=TritonError, InferenceResponse=lambda **kw: kw)
+
+    def handle(request):
+        if request == "bad":
+            raise RequestError("option 'stride' must be >= 1, got 0")
+        return {"ok": request}
+
+    out = respond_each(["a", "bad", "b"], handle, pb_utils)
+    assert out[0] == {"ok": "a"} and out[2] == {"ok": "b"}
+    assert out[1]["error"].code == "INVALID_ARG" and "stride" in out[1]["error"].message
+    with pytest.raises(ZeroDivisionError):  # anything else is a bug: Triton reports it as INTERNAL
+        respond_each(["x"], lambda r: 1 / 0, pb_utils)

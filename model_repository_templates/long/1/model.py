@@ -11,9 +11,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
-from sat_pipeline.errors import RequestError
 from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import TokenizerSettings, finish, output_arrays, prepare, string_parameters
+from sat_pipeline.responses import respond_each, tensors_response
 from sat_pipeline.texts import decode_texts
 from sat_pipeline.tokenization import load_tokenizer
 
@@ -25,26 +25,14 @@ class TritonPythonModel:
         tokenizer_dir = repository / params["tokenizer_model"]
         versions = sorted((p for p in tokenizer_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         self.tokenizer = load_tokenizer(versions[-1] / "tokenizer.json")
-        self.settings = TokenizerSettings(
-            cls_id=int(params["cls_id"]),
-            sep_id=int(params["sep_id"]),
-            pad_id=int(params["pad_id"]),
-            pad_to_multiple_of=int(params["pad_to_multiple_of"]),
-        )
+        self.settings = TokenizerSettings.from_parameters(params)
         self.max_chunks = int(params["max_chunks"])
         self.onnx_model = params["onnx_model"]
         self.default_threshold = float(params["default_threshold"])
         self.language = params.get("language") or None
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._segment(request))
-            except RequestError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        return respond_each(requests, self._segment, pb_utils)
 
     def _logits(self, input_ids, attention_mask):
         parts = []
@@ -70,4 +58,4 @@ class TritonPythonModel:
         logits = self._logits(input_ids, attention_mask)
         segmented = finish(texts, batch.counts, batch.ends, logits, options, self.default_threshold, self.language)
         outputs = output_arrays(segmented, char_probs=wire.CHAR_PROBS in request.requested_output_names())
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
+        return tensors_response(outputs, pb_utils)

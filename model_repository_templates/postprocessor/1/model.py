@@ -5,9 +5,9 @@ import json
 import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
-from sat_pipeline.errors import RequestError
 from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import finish, output_arrays, string_parameters
+from sat_pipeline.responses import respond_each, tensors_response
 from sat_pipeline.texts import decode_texts
 
 
@@ -18,14 +18,7 @@ class TritonPythonModel:
         self.language = params.get("language") or None
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._segment(request))
-            except RequestError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        return respond_each(requests, self._segment, pb_utils)
 
     def _segment(self, request):
         def tensor(name):
@@ -42,4 +35,4 @@ class TritonPythonModel:
             self.language,
         )
         outputs = output_arrays(segmented, char_probs=wire.CHAR_PROBS in request.requested_output_names())
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
+        return tensors_response(outputs, pb_utils)

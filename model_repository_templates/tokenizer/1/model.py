@@ -3,13 +3,13 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
 from sat_pipeline.errors import RequestError
 from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import TokenizerSettings, prepare, string_parameters
+from sat_pipeline.responses import respond_each, tensors_response
 from sat_pipeline.texts import decode_texts
 from sat_pipeline.tokenization import load_tokenizer
 
@@ -19,23 +19,11 @@ class TritonPythonModel:
         params = string_parameters(json.loads(args["model_config"]))
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = load_tokenizer(version_dir / "tokenizer.json")
-        self.settings = TokenizerSettings(
-            cls_id=int(params["cls_id"]),
-            sep_id=int(params["sep_id"]),
-            pad_id=int(params["pad_id"]),
-            pad_to_multiple_of=int(params["pad_to_multiple_of"]),
-        )
+        self.settings = TokenizerSettings.from_parameters(params)
         self.max_chunks = int(params["max_chunks"])
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._tokenize(request))
-            except RequestError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        return respond_each(requests, self._tokenize, pb_utils)
 
     def _tokenize(self, request):
         options = parse_options(request.parameters())
@@ -48,11 +36,12 @@ class TritonPythonModel:
                 "Send fewer or shorter texts per request, or send long texts to the ensemble's '<name>_long' model "
                 "(client.SaT does both by itself), or rebuild with a larger --max_batch_size"
             )
-        return pb_utils.InferenceResponse(
-            output_tensors=[
-                pb_utils.Tensor(wire.INPUT_IDS, input_ids),
-                pb_utils.Tensor(wire.ATTENTION_MASK, attention_mask),
-                pb_utils.Tensor(wire.TOKEN_COUNTS, batch.counts),
-                pb_utils.Tensor(wire.TOKEN_ENDS, batch.ends),
-            ]
+        return tensors_response(
+            {
+                wire.INPUT_IDS: input_ids,
+                wire.ATTENTION_MASK: attention_mask,
+                wire.TOKEN_COUNTS: batch.counts,
+                wire.TOKEN_ENDS: batch.ends,
+            },
+            pb_utils,
         )
