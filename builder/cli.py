@@ -45,6 +45,14 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--pad_to_multiple_of", type=int, default=64,
                        help="round window lengths up to this many tokens so requests batch together")
     build.add_argument("--max_queue_delay_us", type=int, default=2000, help="dynamic batcher queue delay")
+    build.add_argument("--dynamic_batching", choices=["auto", "on", "off"], default="auto",
+                       help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
+                            "spins a core while requests queue (docs/performance.md)")
+    build.add_argument("--onnx_instance_count", type=int,
+                       help="instances of the ONNX step (default: --instance_count); on CPU, instances x "
+                            "--intra_op_threads = cores works best")
+    build.add_argument("--intra_op_threads", type=int, default=0,
+                       help="onnxruntime threads per ONNX instance (default 0: onnxruntime's choice, all cores)")
     build.add_argument("--tensorrt", action="store_true",
                        help="enable the TensorRT execution accelerator of the onnxruntime backend")
     build.add_argument("--use_lora", action="store_true",
@@ -74,7 +82,11 @@ def build(args: argparse.Namespace) -> int:
 
     from . import checkpoint, export, lora, modeling, repository, tokenizer
 
-    for flag in ("max_batch_size", "instance_count", "model_version", "pad_to_multiple_of"):
+    if args.onnx_instance_count is None:
+        args.onnx_instance_count = args.instance_count
+    if args.intra_op_threads < 0:
+        raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
+    for flag in ("max_batch_size", "instance_count", "onnx_instance_count", "model_version", "pad_to_multiple_of"):
         if getattr(args, flag) < 1:
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
@@ -123,7 +135,9 @@ def build(args: argparse.Namespace) -> int:
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
-            tensorrt=args.tensorrt, precision=args.precision,
+            tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
+            intra_op_threads=args.intra_op_threads,
+            dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
         )
         written = repository.write_repository(
             out, settings, report.path, export.graph_io(report.path), Path(tmp) / "tokenizer.json",

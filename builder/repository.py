@@ -68,7 +68,9 @@ class RepositorySettings:
     default_threshold: float = 0.025
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
-    intra_op_threads: int = 0
+    intra_op_threads: int = 0  # 0: onnxruntime's default (all cores)
+    onnx_instance_count: int = 1
+    dynamic_batching: bool = True
     length_granularity: int = 32
     tensorrt: bool = False
     precision: str = "fp32"
@@ -154,6 +156,11 @@ def write_repository(
         "instance_kind": "KIND_GPU" if settings.device == "gpu" else "KIND_CPU",
         "max_queue_delay_us": settings.max_queue_delay_us,
         "intra_op_threads": settings.intra_op_threads,
+        "onnx_instance_count": settings.onnx_instance_count,
+        "dynamic_batching": (f"dynamic_batching {{ max_queue_delay_microseconds: {settings.max_queue_delay_us} }}"
+                             if settings.dynamic_batching else ""),
+        "ort_threads": (f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{settings.intra_op_threads}" }} }}'
+                        if settings.intra_op_threads > 0 else ""),
         "length_granularity": settings.length_granularity,
         "optimization": _optimization(settings),
         "cls_id": cls_id,

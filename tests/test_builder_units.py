@@ -21,7 +21,8 @@ def test_every_template_renders_strictly_and_parses():
               "ATTENTION_MASK_TYPE": "TYPE_INT64", "LOGITS_TYPE": "TYPE_FP32", "tokenizer_model": "m_tokenizer",
               "onnx_model": "m_onnx", "postprocessor_model": "m_postprocessor", "long_model": "m_long",
               "max_batch_size": 8, "instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
-              "intra_op_threads": 0, "length_granularity": 32, "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
+              "intra_op_threads": 0, "length_granularity": 32,
+              "onnx_instance_count": 1, "dynamic_batching": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
               "language": ""}
     templates = sorted(repository.TEMPLATES.glob("*/config.pbtxt"))

@@ -331,3 +331,9 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
             process.kill()
     assert process.returncode == 0, rest
     assert "tritonserver stopped" in rest
+
+
+def test_cpu_build_leaves_dynamic_batching_off(repository):
+    """On CPU the dynamic batcher spins a core while requests queue (docs/performance.md): auto is off."""
+    config = (repository / "tiny_onnx" / "config.pbtxt").read_text()
+    assert "dynamic_batching" not in config and "max_batch_size: 16" in config
