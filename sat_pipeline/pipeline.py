@@ -13,7 +13,7 @@ import numpy as np
 from . import wire
 from .constraints import constrained_pieces, paragraph_constrained_pieces
 from .errors import RequestError
-from .chunking import ChunkPlan, build_inputs, plan_chunks
+from .chunking import build_inputs, plan_chunks
 from .options import Options
 from .segmentation import paragraph_sentence_spans, sentence_spans
 from .stitching import char_probabilities, stitch_token_logits
@@ -174,8 +174,4 @@ def string_parameters(model_config: dict) -> dict[str, str]:
     return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
 
 
-def chunk_plan(token_counts: np.ndarray, options: Options) -> ChunkPlan:
-    return plan_chunks(np.asarray(token_counts, dtype=np.int64), options.block_size, options.stride)
-
-
-__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish", "text_probabilities", "Segmented", "chunk_plan"]
+__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish", "text_probabilities", "Segmented"]

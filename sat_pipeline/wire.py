@@ -14,7 +14,6 @@ SENTENCE_PARAGRAPH = "SENTENCE_PARAGRAPH"  # TYPE_INT32 [-1]
 PARAGRAPH_COUNTS = "PARAGRAPH_COUNTS"  # TYPE_INT32 [-1]: paragraphs per text
 CHAR_PROBS = "CHAR_PROBS"  # TYPE_FP32 [-1]: boundary probability of every character, texts concatenated
 
-PUBLIC_OUTPUTS = (SENTENCES, SENTENCE_COUNTS, SENTENCE_SPANS, SENTENCE_PARAGRAPH, PARAGRAPH_COUNTS)
 
 # Tokenizer -> ONNX model.
 INPUT_IDS = "input_ids"  # INT64 [chunks, seq]
