@@ -200,6 +200,22 @@ def _first_max(scores: np.ndarray) -> int:
     return -1
 
 
+def _backtrack(dp, backpointers, n: int, min_length: int, max_length: int) -> list:
+    """Segment ends from the Viterbi back-pointers (wtpsplit's fallback when nothing is reachable)."""
+    if dp[n] == -np.inf:
+        return _fallback_greedy_segmentation(n, min_length, max_length)
+    bp = list(backpointers.tolist() if hasattr(backpointers, "tolist") else backpointers)
+    result = []
+    pos = n
+    while pos > 0:
+        result.append(pos)
+        pos = bp[pos]
+    result.reverse()
+    if result and result[-1] == n:
+        result = result[:-1]
+    return _handle_short_final_segment(result, n, min_length, max_length)
+
+
 def _viterbi(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) -> list:
     n = len(probs)
     dp = np.full(n + 1, -np.inf)
@@ -240,17 +256,7 @@ def _viterbi(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) 
                 if k >= 0:
                     dp[i] = cand[k]
                     backpointers[i] = lo + k
-    if dp[n] == neg_inf:
-        return _fallback_greedy_segmentation(n, min_length, max_length)
-    result = []
-    pos = n
-    while pos > 0:
-        result.append(pos)
-        pos = backpointers[pos]
-    result.reverse()
-    if result and result[-1] == n:
-        result = result[:-1]
-    return _handle_short_final_segment(result, n, min_length, max_length)
+    return _backtrack(dp, backpointers, n, min_length, max_length)
 
 
 # Viterbi with min_length >= this computes min_length positions per numpy step (see _viterbi_blocked).
@@ -309,18 +315,7 @@ def _viterbi_blocked(probs: np.ndarray, prior: Prior, min_length: int, max_lengt
             if ok.any():
                 dp[i0:i1][ok] = best[ok]
                 backpointers[i0:i1][ok] = j0 + ks[ok]
-    if dp[n] == neg_inf:
-        return _fallback_greedy_segmentation(n, min_length, max_length)
-    bp = backpointers.tolist()
-    result = []
-    pos = n
-    while pos > 0:
-        result.append(pos)
-        pos = bp[pos]
-    result.reverse()
-    if result and result[-1] == n:
-        result = result[:-1]
-    return _handle_short_final_segment(result, n, min_length, max_length)
+    return _backtrack(dp, backpointers, n, min_length, max_length)
 
 
 def _greedy(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) -> list:
