@@ -7,20 +7,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from client.sat import default_triton_name
+
 from .errors import BuildError
-
-
-def default_triton_name(model_name_or_path: str) -> str:
-    """``sat-3l-sm`` -> ``sat_3l_sm``; a path gives its last component."""
-    base = Path(model_name_or_path.rstrip("/")).name or "sat"
-    return re.sub(r"[^A-Za-z0-9_]", "_", base)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -318,6 +318,17 @@ def _viterbi_blocked(probs: np.ndarray, prior: Prior, min_length: int, max_lengt
     return _backtrack(dp, backpointers, n, min_length, max_length)
 
 
+def _drops_short_tail(indices: list, n: int, current_idx: int, min_length: int, max_length: int) -> bool:
+    """Greedy's end of text: a last piece shorter than min_length is merged into the previous one
+    (its split popped) when that stays within max_length."""
+    if n - current_idx < min_length and indices:
+        new_last_split = indices[-2] if len(indices) >= 2 else 0
+        if n - new_last_split <= max_length:
+            indices.pop()
+            return True
+    return False
+
+
 def _greedy(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) -> list:
     n = len(probs)
     # wtpsplit multiplies a probs scalar by the prior's Python/numpy float: a float64 product (numpy 1.x).
@@ -330,12 +341,8 @@ def _greedy(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) -
         start_search = current_idx + min_length
         end_search = min(current_idx + max_length + 1, n + 1)
         if start_search >= end_search:
-            remaining = n - current_idx
-            if remaining < min_length and indices:
-                new_last_split = indices[-2] if len(indices) >= 2 else 0
-                if n - new_last_split <= max_length:
-                    indices.pop()
-                    return indices
+            if _drops_short_tail(indices, n, current_idx, min_length, max_length):
+                return indices
             best_end = n
         else:
             # ends start_search .. end_search-1; score = probs[end-1] * prior(end - current_idx),
@@ -351,12 +358,8 @@ def _greedy(probs: np.ndarray, prior: Prior, min_length: int, max_length: int) -
             if best_end == -1:
                 best_end = min(current_idx + max_length, n)
         if best_end == n:
-            remaining = n - current_idx
-            if remaining < min_length and indices:
-                new_last_split = indices[-2] if len(indices) >= 2 else 0
-                if n - new_last_split <= max_length:
-                    indices.pop()
-                    return indices
+            if _drops_short_tail(indices, n, current_idx, min_length, max_length):
+                return indices
             break
         indices.append(best_end)
         current_idx = best_end

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .texts import codepoints, whitespace_mask
+from .texts import WHITESPACE, codepoints, whitespace_mask
 
 Spans = tuple[np.ndarray, np.ndarray]
 
@@ -81,7 +81,7 @@ def sentence_spans(
     if not text:
         return _EMPTY
     cps = codepoints(text)
-    is_space = whitespace_mask(text)
+    is_space = np.isin(cps, WHITESPACE)
     boundaries = np.flatnonzero(np.asarray(probs) > np.float32(threshold))
     spans = boundary_spans(is_space, boundaries, strip_whitespace)
     if split_on_input_newlines:
