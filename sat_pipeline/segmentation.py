@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .texts import WHITESPACE, codepoints, whitespace_mask
+from .texts import codepoints, space_mask, whitespace_mask
 
 Spans = tuple[np.ndarray, np.ndarray]
 
@@ -81,10 +81,10 @@ def sentence_spans(
     if not text:
         return _EMPTY
     cps = codepoints(text)
-    is_space = np.isin(cps, WHITESPACE)
+    is_space = space_mask(cps)
     boundaries = np.flatnonzero(np.asarray(probs) > np.float32(threshold))
     spans = boundary_spans(is_space, boundaries, strip_whitespace)
-    if split_on_input_newlines:
+    if split_on_input_newlines and "\n" in text:  # without a newline the split changes nothing
         spans = split_on_newlines(cps, spans)
     return spans
 

@@ -17,6 +17,10 @@ _UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
 # Every code point for which str.isspace() is true (what wtpsplit's whitespace handling, str.strip()
 # and the regex \s use): computed once so whitespace tests are one vectorised lookup per text.
 WHITESPACE = np.array([c for c in range(sys.maxunicode + 1) if chr(c).isspace()], dtype=np.uint32)
+# The same set as a lookup table up to the largest such code point (U+3000); one slot past it stands
+# for every larger code point, none of which is whitespace.
+_IS_SPACE = np.zeros(int(WHITESPACE.max()) + 2, dtype=bool)
+_IS_SPACE[WHITESPACE] = True
 
 
 def decode_texts(raw: np.ndarray, tensor_name: str = "TEXT") -> list[str]:
@@ -41,9 +45,14 @@ def codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode(_UTF32), dtype=np.uint32)
 
 
+def space_mask(cps: np.ndarray) -> np.ndarray:
+    """``mask[i]`` is true where code point ``cps[i]`` is whitespace (one table lookup per position)."""
+    return _IS_SPACE[np.minimum(cps, len(_IS_SPACE) - 1)]
+
+
 def whitespace_mask(text: str) -> np.ndarray:
     """``mask[i] == text[i].isspace()`` for every position."""
-    return np.isin(codepoints(text), WHITESPACE)
+    return space_mask(codepoints(text))
 
 
 def is_blank(text: str) -> bool:
