@@ -35,9 +35,22 @@ class TritonPythonModel:
                     "this model was built with --device gpu but onnxruntime here has no CUDAExecutionProvider: "
                     "install onnxruntime-gpu in the server's Python environment, or rebuild with --device cpu"
                 )
+            if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from pip's nvidia-* packages
+                ort.preload_dlls(directory="")
             device = int(args.get("model_instance_device_id", 0))
             providers = [("CUDAExecutionProvider", {"device_id": device}), "CPUExecutionProvider"]
+            # the CPU only runs a few shape ops here: one thread, and no spinning that would take a core
+            # from the tokenizer and postprocessor instances
+            if threads <= 0:
+                options.intra_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
+        if providers[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in self.session.get_providers():
+            # onnxruntime falls back to the CPU when the CUDA libraries fail to load: say so instead
+            raise pb_utils.TritonModelException(
+                "onnxruntime could not start its CUDAExecutionProvider (CUDA 12/13 or cuDNN 9 libraries not found; "
+                "see the server log), so the model would run on the CPU: fix the CUDA install, or rebuild with --device cpu"
+            )
 
     def _run(self, input_ids, attention_mask):
         return self.session.run([wire.LOGITS], {wire.INPUT_IDS: input_ids, wire.ATTENTION_MASK: attention_mask})[0]
