@@ -29,23 +29,32 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--triton_model_name", help="name of the ensemble (default: from the model name)")
     build.add_argument("--tokenizer_name_or_path", default="facebookAI/xlm-roberta-base",
                        help="hub id or local tokenizer directory (default: %(default)s)")
-    build.add_argument("--max_batch_size", type=int, default=64,
-                       help="most windows (512-token chunks) the ONNX step takes in one batch (default: %(default)s)")
+    build.add_argument("--max_batch_size", type=int,
+                       help="most windows (512-token chunks) the ONNX step takes in one batch (default: 256 on gpu, "
+                            "64 on cpu)")
     build.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="where the ONNX model runs")
     build.add_argument("--onnx_backend", choices=["onnxruntime", "python"], default="python",
                        help="Triton's onnxruntime backend (NGC images) or onnxruntime inside the Python backend")
     build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
-    build.add_argument("--instance_count", type=int, default=1, help="instances of each step")
+    build.add_argument("--instance_count", type=int,
+                       help="instances of the tokenizer and postprocessor steps (default: 4 on gpu, 1 on cpu)")
     build.add_argument("--model_version", type=int, default=1, help="version directory to write")
-    build.add_argument("--pad_to_multiple_of", type=int, default=64,
-                       help="round window lengths up to this many tokens so requests batch together")
-    build.add_argument("--max_queue_delay_us", type=int, default=2000, help="dynamic batcher queue delay")
+    build.add_argument("--pad_to_multiple_of", type=int,
+                       help="round window lengths up to this many tokens so requests batch together (default: 64)")
+    build.add_argument("--max_queue_delay_us", type=int,
+                       help="dynamic batcher queue delay (default: 500 on gpu, 2000 on cpu)")
     build.add_argument("--dynamic_batching", choices=["auto", "on", "off"], default="auto",
                        help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
                             "spins a core while requests queue (docs/performance.md)")
     build.add_argument("--onnx_instance_count", type=int,
-                       help="instances of the ONNX step (default: --instance_count); on CPU, instances x "
-                            "--intra_op_threads = cores works best")
+                       help="instances of the ONNX step (default: 1); on CPU, instances x --intra_op_threads = "
+                            "cores works best")
+    build.add_argument("--length_granularity", type=int,
+                       help="the ONNX step (python backend) runs a batch's windows in groups of similar length, "
+                            "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 32 on cpu)")
+    build.add_argument("--optimize", choices=["on", "off"],
+                       help="fuse the graph with onnxruntime's transformer optimizer (contrib ops, onnxruntime "
+                            "only; default: on for gpu, off for cpu)")
     build.add_argument("--intra_op_threads", type=int, default=0,
                        help="onnxruntime threads per ONNX instance (default 0: onnxruntime's choice, all cores)")
     build.add_argument("--tensorrt", action="store_true",
@@ -76,9 +85,13 @@ def build(args: argparse.Namespace) -> int:
     from sat_pipeline.options import default_threshold
 
     from . import checkpoint, export, lora, modeling, repository, tokenizer
+    from .defaults import build_defaults
 
-    if args.onnx_instance_count is None:
-        args.onnx_instance_count = args.instance_count
+    if args.tensorrt and args.optimize is None:
+        args.optimize = "off"  # TensorRT runs no onnxruntime contrib ops
+    for flag, value in build_defaults(args.device).items():  # builder/defaults.py: chosen by measurement
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
     if args.intra_op_threads < 0:
         raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
     for flag in ("max_batch_size", "instance_count", "onnx_instance_count", "model_version", "pad_to_multiple_of"):
@@ -86,6 +99,10 @@ def build(args: argparse.Namespace) -> int:
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
+    if args.tensorrt and args.optimize == "on":
+        raise BuildError("--tensorrt cannot run onnxruntime's contrib ops: leave out --optimize on")
+    if args.length_granularity < 0:
+        raise BuildError(f"--length_granularity must be >= 0, got {args.length_granularity}")
     hub_lora = bool(args.style_or_domain or args.language)
     if args.lora_path is not None and hub_lora:
         raise BuildError("pass either --lora_path DIR or --use_lora --style_or_domain S --language L, not both")
@@ -115,7 +132,8 @@ def build(args: argparse.Namespace) -> int:
         steps.update()
         steps.set_postfix_str("export ONNX")
         report = export.export_onnx(network, Path(tmp) / "model.onnx", args.precision,
-                                    vocab_size=int(ckpt.config.get("vocab_size", 250002)))
+                                    vocab_size=int(ckpt.config.get("vocab_size", 250002)),
+                                    optimize=args.optimize == "on", gpu=args.device == "gpu")
         steps.update()
         steps.set_postfix_str("tokenizer")
         info = tokenizer.save_tokenizer(args.tokenizer_name_or_path, Path(tmp) / "tokenizer.json")
@@ -131,7 +149,7 @@ def build(args: argparse.Namespace) -> int:
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
             tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
-            intra_op_threads=args.intra_op_threads,
+            intra_op_threads=args.intra_op_threads, length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
         )
         written = repository.write_repository(
