@@ -43,6 +43,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,9 @@ sys.path.insert(0, str(ROOT))
 GENERATOR_VERSION = 3  # bump when the generated artifacts change, so caches are rebuilt
 SHORT_TEXT = "Hello world. This is a test! How are you? I'm fine, thanks."
 TRITON_NAME = "sat_bench"
+# GPU runs: requests of 1 to 128 texts from up to 64 concurrent clients (texts_per_request:clients)
+GPU_SETTINGS = "1:1,1:16,8:16,32:16,32:64,128:16,128:64"
+GPU_SWEEP_SETTINGS = "8:16,32:64,128:64"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,39 +321,88 @@ def export_wtpsplit_onnx(checkpoint_dir: Path, out: Path) -> Path:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    instance_count: int = 1
+    instance_count: int = 1  # tokenizer and postprocessor instances
+    onnx_instance_count: int = 1
     intra_op_threads: int = 0  # 0: onnxruntime's default (one thread per physical core)
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
     max_batch_size: int = 64
     dynamic_batching: bool = True
+    length_granularity: int = 32
+    precision: str = "fp32"
+    optimize: bool = False
 
     def describe(self) -> str:
-        return (f"instances={self.instance_count} intra_op={self.intra_op_threads or 'default'} "
-                f"pad={self.pad_to_multiple_of} max_batch={self.max_batch_size} "
-                + (f"delay={self.max_queue_delay_us}us" if self.dynamic_batching else "no dynamic batching"))
+        return (f"{self.precision} instances={self.instance_count} onnx_instances={self.onnx_instance_count} "
+                f"intra_op={self.intra_op_threads or 'default'} pad={self.pad_to_multiple_of} "
+                f"max_batch={self.max_batch_size} "
+                + (f"delay={self.max_queue_delay_us}us" if self.dynamic_batching else "no dynamic batching")
+                + f" granularity={self.length_granularity}" + (" fused" if self.optimize else ""))
 
     def flags(self) -> list[str]:
-        """Its ``sat-triton build`` flags."""
-        return ["--max_batch_size", str(self.max_batch_size), "--instance_count", str(self.instance_count),
-                "--pad_to_multiple_of", str(self.pad_to_multiple_of),
-                "--max_queue_delay_us", str(self.max_queue_delay_us)]
+        """Its ``sat-triton build`` flags (the settings that change what is exported or named)."""
+        return ["--max_batch_size", str(self.max_batch_size), "--pad_to_multiple_of", str(self.pad_to_multiple_of),
+                "--precision", self.precision, "--optimize", "on" if self.optimize else "off"]
+
+    def config_flags(self) -> list[str]:
+        """The ``sat-triton build`` flags that only change config.pbtxt lines (patched into a copy)."""
+        return ["--instance_count", str(self.instance_count), "--onnx_instance_count", str(self.onnx_instance_count),
+                "--max_queue_delay_us", str(self.max_queue_delay_us), "--intra_op_threads", str(self.intra_op_threads),
+                "--dynamic_batching", "on" if self.dynamic_batching else "off",
+                "--length_granularity", str(self.length_granularity)]
+
+
+def _sub_once(pattern: str, replacement: str, text: str, where: Path) -> str:
+    text, n = re.subn(pattern, replacement, text, flags=re.M)
+    if n != 1:
+        raise SystemExit(f"{where}: expected one match of {pattern!r}, found {n}")
+    return text
+
+
+def patch_configs(repo: Path, variant: Variant) -> None:
+    """Set ``variant``'s config-only settings in the rendered config.pbtxt files of ``repo`` (a copy of a
+    repository built with the same build flags): what ``sat-triton build`` renders for those flags."""
+    def rewrite(config: Path, edit) -> None:
+        text = edit(config.read_text())
+        config.unlink()  # the copy hard-links files: never write through to the original
+        config.write_text(text)
+
+    for step in list(repo.glob("sat_tokenizer_*")) + list(repo.glob("sat_postprocessor_*")):
+        rewrite(step / "config.pbtxt", lambda t, c=step / "config.pbtxt": _sub_once(
+            r"count: \d+ kind: KIND_CPU", f"count: {variant.instance_count} kind: KIND_CPU", t, c))
+    config = repo / f"{TRITON_NAME}_onnx" / "config.pbtxt"
+
+    def edit_onnx(text: str) -> str:
+        text = _sub_once(r"count: \d+ kind: (KIND_\w+)", rf"count: {variant.onnx_instance_count} kind: \g<1>", text, config)
+        text = _sub_once(r"^dynamic_batching \{.*\}\n?", "", text, config) if "dynamic_batching {" in text else text
+        if variant.dynamic_batching:
+            text += f"dynamic_batching {{ max_queue_delay_microseconds: {variant.max_queue_delay_us} }}\n"
+        if 'backend: "onnxruntime"' in text:
+            text = re.sub(r'^parameters \{ key: "intra_op_thread_count".*\n?', "", text, flags=re.M)
+            if variant.intra_op_threads:
+                text += (f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: '
+                         f'"{variant.intra_op_threads}" }} }}\n')
+        else:
+            text = _sub_once(r'(key: "intra_op_threads" value: \{ string_value: ")\d+(")',
+                             rf"\g<1>{variant.intra_op_threads}\g<2>", text, config)
+            text = _sub_once(r'(key: "length_granularity" value: \{ string_value: ")\d+(")',
+                             rf"\g<1>{variant.length_granularity}\g<2>", text, config)
+        return text
+
+    rewrite(config, edit_onnx)
 
 
 def build_repository(args, variant: Variant, checkpoint_dir: Path, tokenizer_dir: Path, out: Path,
                      same_flags_as: Path | None = None) -> Path:
     """``python -m builder build`` as a user runs it, with the variant's flags (cached by them); with
-    ``same_flags_as`` (a repository built with the same flags) that one is copied instead.
-
-    Two settings have no CLI flag yet, so they are applied to the rendered ``*_onnx/config.pbtxt``
-    afterwards (the generated repository, not the source): ``intra_op_threads`` (the builder renders 0 =
-    onnxruntime's default) and ``dynamic_batching`` off (the ``dynamic_batching { ... }`` line removed)."""
+    ``same_flags_as`` (a repository built with the same build flags) that one is hard-linked instead and
+    the variant's config-only settings (instances, queue delay, threads, dynamic batching, length
+    granularity) are patched into its config.pbtxt files, as the builder renders them."""
     common = ["--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
               "--triton_model_name", TRITON_NAME, "--device", args.device, "--onnx_backend", args.onnx_backend,
-              "--precision", args.precision, *variant.flags()]
-    cmd = [sys.executable, "-m", "builder", "build", "--output_dir", str(out), *common]
-    spec = {"flags": common, "intra_op_threads": variant.intra_op_threads,
-            "dynamic_batching": variant.dynamic_batching,
+              *variant.flags()]
+    cmd = [sys.executable, "-m", "builder", "build", "--output_dir", str(out), *common, *variant.config_flags()]
+    spec = {"flags": common, "variant": asdict(variant),
             "checkpoint": json.loads((checkpoint_dir / ".bench-stamp.json").read_text()),
             "source": _source_digest()}
     if _stamp_ok(out, spec):
@@ -357,9 +410,10 @@ def build_repository(args, variant: Variant, checkpoint_dir: Path, tokenizer_dir
     if out.exists():
         shutil.rmtree(out)
     if same_flags_as is not None:
-        log(f"copying {same_flags_as.name} to {out.name} (same build flags)")
-        shutil.copytree(same_flags_as, out)
+        log(f"linking {same_flags_as.name} to {out.name} (same build flags) and patching its configs")
+        shutil.copytree(same_flags_as, out, copy_function=os.link)
         (out / ".bench-stamp.json").unlink(missing_ok=True)
+        patch_configs(out, variant)
     else:
         log("building the model repository: " + " ".join(["python"] + cmd[1:]))
         started = time.perf_counter()
@@ -367,22 +421,6 @@ def build_repository(args, variant: Variant, checkpoint_dir: Path, tokenizer_dir
         if done.returncode != 0:
             raise SystemExit(f"sat-triton build failed:\n{done.stdout}\n{done.stderr}")
         log(f"built in {time.perf_counter() - started:.0f}s: {done.stdout.strip().splitlines()[0]}")
-    import re
-
-    config = out / f"{TRITON_NAME}_onnx" / "config.pbtxt"
-    text = config.read_text()
-    if variant.intra_op_threads:
-        text, n = re.subn(r'(key: "intra_op_threads" value: \{ string_value: ")\d+(")',
-                          rf"\g<1>{variant.intra_op_threads}\g<2>", text)
-        if n != 1 and 'backend: "onnxruntime"' in text:  # Triton's onnxruntime backend names it differently
-            text += f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{variant.intra_op_threads}" }} }}\n'
-        elif n != 1:
-            raise SystemExit(f"{config} has no intra_op_threads parameter to set")
-    if not variant.dynamic_batching:
-        text, n = re.subn(r"^dynamic_batching \{[^}]*\}\n", "", text, flags=re.M)
-        if n != 1:
-            raise SystemExit(f"{config} has no dynamic_batching line to remove")
-    config.write_text(text)
     _write_stamp(out, spec)
     return out
 
@@ -391,22 +429,28 @@ def sweep_variants(base: Variant, device: str) -> list[Variant]:
     """Settings worth comparing with ``base`` on this device."""
     replace = dataclasses.replace
     if device == "gpu":
+        other = "fp32" if base.precision == "fp16" else "fp16"
         return [
+            replace(base, name="onnx3", onnx_instance_count=3),
+            replace(base, name="unfused" if base.optimize else "fused", optimize=not base.optimize),
+            replace(base, name="gran32", length_granularity=32),
+            replace(base, name=other, precision=other),
+            replace(base, name="onnx1", onnx_instance_count=1),
             replace(base, name="inst2", instance_count=2),
-            replace(base, name="delay10ms", max_queue_delay_us=10000),
-            replace(base, name="mbs128", max_batch_size=128),
-            replace(base, name="pad16", pad_to_multiple_of=16),
+            replace(base, name="inst8", instance_count=8),
+            replace(base, name="delay100us", max_queue_delay_us=100),
+            replace(base, name="delay2ms", max_queue_delay_us=2000),
+            replace(base, name="nobatch", dynamic_batching=False),
         ]
     cores = os.cpu_count() or 2
     instances = max(2, cores // 2)  # e.g. 2 x 1 thread on 2 cores, 8 x 2 threads on 16
     threads = max(1, cores // instances)
     split = f"inst{instances}-intra{threads}"
     return [
-        replace(base, name=split, instance_count=instances, intra_op_threads=threads),
-        replace(base, name="nobatch", dynamic_batching=False),
-        replace(base, name=f"nobatch-{split}", instance_count=instances, intra_op_threads=threads,
-                dynamic_batching=False),
-        replace(base, name="delay20ms", max_queue_delay_us=20000),
+        replace(base, name=split, instance_count=instances, onnx_instance_count=instances, intra_op_threads=threads),
+        replace(base, name="batching", dynamic_batching=True),
+        replace(base, name=f"{split}-batching", instance_count=instances, onnx_instance_count=instances,
+                intra_op_threads=threads, dynamic_batching=True),
         replace(base, name="pad16", pad_to_multiple_of=16),
     ]
 
@@ -568,6 +612,46 @@ def drive_threads(url: str, model: str, requests: list[list[str]], concurrency: 
     return wall, latencies, state["pass"] + 1, results
 
 
+def _client_process(url, model, requests, threads, min_seconds, start_at, keep_results, queue):
+    """One load-generating process (``drive``): waits for the common start, then runs ``drive_threads``."""
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        wall, latencies, passes, results = drive_threads(url, model, requests, threads, min_seconds)
+        queue.put((wall, latencies, passes, results if keep_results else None, None))
+    except Exception as exc:  # reported by the parent
+        queue.put((0.0, [], 0, None, repr(exc)))
+
+
+def drive(url: str, model: str, requests: list[list[str]], concurrency: int, min_seconds: float = 0.0,
+          processes: int = 1):
+    """``drive_threads`` spread over ``processes`` client processes (one Python process cannot build and
+    parse gRPC requests fast enough to load a GPU server); each runs ``concurrency / processes`` threads
+    over the whole request list. Returns wall seconds (the slowest process), all latencies, the total
+    number of corpus passes and the first process' results."""
+    processes = max(1, min(processes, concurrency))
+    if processes == 1:
+        return drive_threads(url, model, requests, concurrency, min_seconds)
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    start_at = time.time() + 3.0  # time for the children to start and import
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    children = [context.Process(target=_client_process, daemon=True,
+                                args=(url, model, requests, share, min_seconds, start_at, i == 0, queue))
+                for i, share in enumerate(shares)]
+    for child in children:
+        child.start()
+    outcomes = [queue.get(timeout=1800) for _ in children]
+    for child in children:
+        child.join()
+    errors = [o[4] for o in outcomes if o[4]]
+    if errors:
+        raise RuntimeError(f"client process failed: {errors[0]}")
+    results = next(o[3] for o in outcomes if o[3] is not None)
+    return (max(o[0] for o in outcomes), [x for o in outcomes for x in o[1]], sum(o[2] for o in outcomes), results)
+
+
 def drive_async(url: str, model: str, requests: list[list[str]], in_flight: int):
     """One gRPC client, ``async_infer`` with at most ``in_flight`` requests outstanding."""
     import tritonclient.grpc as grpcclient
@@ -654,7 +738,8 @@ class Phase:
 
 
 def short_latency(call, n: int) -> list[float]:
-    call()
+    for _ in range(10):  # reach every instance once (first calls load kernels, pools)
+        call()
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -779,8 +864,12 @@ def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: in
     phases: list[dict] = []
     info: dict = {}
     logdir.mkdir(parents=True, exist_ok=True)
+    env = None
+    if args.server_bin:  # the models' Python environment is the first python3 on PATH (the stub's rule)
+        env = {"PATH": os.pathsep.join([str(Path(args.server_bin).resolve()), os.environ.get("PATH", "")])}
     server = TritonServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          extra_args=["--exit-timeout-secs=5"], log_file=logdir / f"tritonserver-{variant.name}.log")
+                          extra_args=["--exit-timeout-secs=5"], log_file=logdir / f"tritonserver-{variant.name}.log",
+                          env=env)
     log(f"starting tritonserver on {variant.name} ({variant.describe()})")
     t0 = time.perf_counter()
     server.start()
@@ -793,7 +882,7 @@ def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: in
         # warm-up: every texts-per-request shape once
         for per_request in sorted({s[0] for s in settings}):
             drive_threads(url, TRITON_NAME, chunks(corpus[: max(per_request, 8)], per_request), 1)
-        if extras:
+        if args.latency_calls:
             import tritonclient.grpc as grpcclient
 
             client = grpcclient.InferenceServerClient(url=url)
@@ -802,17 +891,23 @@ def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: in
                 text_input, outputs = triton_infer(client, grpcclient, [SHORT_TEXT])
                 client.infer(TRITON_NAME, [text_input], outputs=outputs)
 
+            before = stats_snapshot(url)
             lat = short_latency(call, args.latency_calls)
+            phases.append({"variant": variant.name, "mode": f"server [{variant.name}]: 1 short text, idle",
+                           "wall_s": sum(lat) / 1000, "stats": stats_delta(before, stats_snapshot(url), sum(lat) / 1000)})
             client.close()
             rows.append(Row(f"server [{variant.name}]: 1 short text, idle", "latency", len(SHORT_TEXT) * len(lat),
                             len(lat), sum(lat) / 1000, lat, note=f"{len(SHORT_TEXT)} chars, sequential"))
         for per_request, concurrency in settings:
             requests = chunks(corpus, per_request)
             before, phase = stats_snapshot(url), Phase(alone, server_pid)
-            wall, lat, passes, results = drive_threads(url, TRITON_NAME, requests, concurrency, args.min_seconds)
+            wall, lat, passes, results = drive(url, TRITON_NAME, requests, concurrency, args.min_seconds,
+                                               args.client_processes)
             delta = stats_delta(before, stats_snapshot(url), wall)
             phase.finish()
-            mode = f"server [{variant.name}]: {per_request} texts/req x {concurrency} clients"
+            procs = max(1, min(args.client_processes, concurrency))
+            mode = (f"server [{variant.name}]: {per_request} texts/req x {concurrency} clients"
+                    + (f" ({procs} processes)" if procs > 1 else ""))
             row = Row(mode, "server", chars * passes, len(corpus) * passes, wall, lat, tokens=tokens * passes,
                       note=", ".join(filter(None, [f"{passes} pass(es)", phase.note()])), probe=phase.probe)
             rows.append(row)
@@ -820,10 +915,11 @@ def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: in
                            "concurrency": concurrency, "wall_s": wall, "stats": delta, "cpu_cores": phase.cpu,
                            "other_cores": phase.others})
             log(f"{mode}: {row.chars_s:,.0f} chars/s, p50 {row.pct(50) or 0:.0f} ms")
-            if reference is not None and "parity" not in info:
+            key = f"parity [{variant.name}]"
+            if reference is not None and key not in info:
                 flat = [r for group in results for r in group]
                 same = sum(a == b for a, b in zip(flat, reference))
-                info["parity"] = f"{same}/{len(reference)} texts split identically to wtpsplit (PyTorch)"
+                info[key] = f"{same}/{len(reference)} texts split identically to wtpsplit (PyTorch fp32)"
         if extras:
             best_per_request = max(s[0] for s in settings)
             concurrency = max(s[1] for s in settings)
@@ -859,50 +955,27 @@ def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: in
 
 def run_inprocess(args, checkpoint_dir: Path, tokenizer_dir: Path, ort_dir: Path, corpus: list[str],
                   tokens: int, alone) -> tuple[list[Row], list]:
-    from wtpsplit import SaT
-
+    """wtpsplit's SaT in this process: PyTorch (and fp16 on GPU) and ONNX Runtime; returns the rows and
+    the PyTorch fp32 sentences (the parity reference)."""
     chars = sum(map(len, corpus))
     rows: list[Row] = []
     reference = None
     gpu = args.device == "gpu"
-    variants = [("PyTorch", dict())]
+    variants = [("PyTorch", dict(), False)]
+    if gpu:
+        variants.append(("PyTorch fp16", dict(), True))
     providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"])
-    variants.append(("ONNX Runtime", dict(ort_providers=providers)))
-    for label, kwargs in variants:
-        directory = ort_dir if kwargs else checkpoint_dir
-        log(f"wtpsplit SaT in-process, {label}")
-        sat = SaT(str(directory), tokenizer_name_or_path=str(tokenizer_dir), **kwargs)
-        if not kwargs and gpu:
-            if args.precision == "fp16":
-                sat.half()
-            sat.to("cuda")
-        list(sat.split(corpus[:8]))  # warm-up
-        phase = Phase(alone)
-        t0 = time.perf_counter()
-        out = list(sat.split(corpus))
-        wall = time.perf_counter() - t0
-        phase.finish()
-        if reference is None:
+    variants.append(("ONNX Runtime", dict(ort_providers=providers), False))
+    for label, kwargs, half in variants:
+        try:
+            rows_of_mode, out = _run_inprocess_mode(args, label, kwargs, half, checkpoint_dir, tokenizer_dir, ort_dir,
+                                                    corpus, chars, tokens, alone)
+        except Exception as exc:  # one broken mode (a missing CUDA library, say) must not lose the others
+            log(f"wtpsplit {label} failed: {exc!r}")
+            continue
+        rows += rows_of_mode
+        if reference is None and label == "PyTorch":
             reference = out
-        rows.append(Row(f"wtpsplit {label}: split(list), batch_size=32", "in-process", chars, len(corpus), wall,
-                        tokens=tokens, note=", ".join(filter(None, ["one call", phase.note()])), probe=phase.probe))
-        log(f"{rows[-1].mode}: {rows[-1].chars_s:,.0f} chars/s")
-        lat = []
-        phase = Phase(alone)
-        t0 = time.perf_counter()
-        for text in corpus:
-            t1 = time.perf_counter()
-            sat.split(text)
-            lat.append((time.perf_counter() - t1) * 1000)
-        wall = time.perf_counter() - t0
-        phase.finish()
-        rows.append(Row(f"wtpsplit {label}: split(text), one text per call", "in-process", chars, len(corpus), wall,
-                        lat, tokens=tokens, note=phase.note(), probe=phase.probe))
-        log(f"{rows[-1].mode}: {rows[-1].chars_s:,.0f} chars/s")
-        lat = short_latency(lambda: sat.split(SHORT_TEXT), args.latency_calls)
-        rows.append(Row(f"wtpsplit {label}: 1 short text", "latency", len(SHORT_TEXT) * len(lat), len(lat),
-                        sum(lat) / 1000, lat, note=f"{len(SHORT_TEXT)} chars, sequential"))
-        sat = None
         gc.collect()
         if gpu:
             import torch
@@ -911,15 +984,69 @@ def run_inprocess(args, checkpoint_dir: Path, tokenizer_dir: Path, ort_dir: Path
     return rows, reference
 
 
+def _run_inprocess_mode(args, label, kwargs, half, checkpoint_dir, tokenizer_dir, ort_dir, corpus, chars, tokens,
+                        alone):
+    """One wtpsplit mode: split(list), split(text) per text, and a short text's latency."""
+    from wtpsplit import SaT
+
+    gpu = args.device == "gpu"
+    rows: list[Row] = []
+    directory = ort_dir if kwargs else checkpoint_dir
+    log(f"wtpsplit SaT in-process, {label}")
+    sat = SaT(str(directory), tokenizer_name_or_path=str(tokenizer_dir), **kwargs)
+    session = getattr(sat.model, "ort_session", None)
+    if gpu and session is not None and "CUDAExecutionProvider" not in session.get_providers():
+        raise RuntimeError("wtpsplit's onnxruntime session fell back to the CPU")
+    if not kwargs and gpu:
+        if half:
+            sat.half()
+        sat.to("cuda")
+    list(sat.split(corpus[:8]))  # warm-up
+    phase = Phase(alone)
+    t0 = time.perf_counter()
+    out = list(sat.split(corpus))
+    wall = time.perf_counter() - t0
+    phase.finish()
+    rows.append(Row(f"wtpsplit {label}: split(list), batch_size=32", "in-process", chars, len(corpus), wall,
+                    tokens=tokens, note=", ".join(filter(None, ["one call", phase.note()])), probe=phase.probe))
+    log(f"{rows[-1].mode}: {rows[-1].chars_s:,.0f} chars/s")
+    lat = []
+    phase = Phase(alone)
+    t0 = time.perf_counter()
+    for text in corpus:
+        t1 = time.perf_counter()
+        sat.split(text)
+        lat.append((time.perf_counter() - t1) * 1000)
+    wall = time.perf_counter() - t0
+    phase.finish()
+    rows.append(Row(f"wtpsplit {label}: split(text), one text per call", "in-process", chars, len(corpus), wall,
+                    lat, tokens=tokens, note=phase.note(), probe=phase.probe))
+    log(f"{rows[-1].mode}: {rows[-1].chars_s:,.0f} chars/s")
+    lat = short_latency(lambda: sat.split(SHORT_TEXT), args.latency_calls)
+    rows.append(Row(f"wtpsplit {label}: 1 short text", "latency", len(SHORT_TEXT) * len(lat), len(lat),
+                    sum(lat) / 1000, lat, note=f"{len(SHORT_TEXT)} chars, sequential"))
+    return rows, out
+
+
+def ort_session(path: Path, gpu: bool):
+    """An onnxruntime session on the CUDA provider (gpu) or the CPU; fails rather than fall back to the CPU."""
+    import onnxruntime as ort
+
+    if not gpu:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* packages, as the served model does
+        ort.preload_dlls(directory="")
+    session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    if "CUDAExecutionProvider" not in session.get_providers():
+        raise SystemExit(f"onnxruntime fell back to the CPU for {path}: the CUDA provider did not start")
+    return session
+
+
 class OnnxAlone:
     """The served ``model.onnx`` in an onnxruntime session of this process, on random token batches."""
 
     def __init__(self, args, path: Path, probe_shape: tuple[int, int]):
-        import onnxruntime as ort
-
-        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "gpu"
-                     else ["CPUExecutionProvider"])
-        self.session = ort.InferenceSession(str(path), providers=providers)
+        self.session = ort_session(path, args.device == "gpu")
         self.mask_type = {i.name: i.type for i in self.session.get_inputs()}["attention_mask"]
         self.probe_shape = probe_shape
         self.probe_seconds = args.probe_seconds
@@ -1120,34 +1247,47 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small corpus and fewer settings (~3-5 min on 2 cores)")
     parser.add_argument("--work_dir", type=Path, default=ROOT / "bench" / ".work",
                         help="cache for generated artifacts, repositories, logs, results (default: %(default)s)")
-    parser.add_argument("--texts", type=int, help="corpus size (default: 120 with --quick, else 1000)")
+    parser.add_argument("--texts", type=int, help="corpus size (default: 120 with --quick, 4000 on gpu, else 1000)")
     parser.add_argument("--text_chars", type=int, default=300, help="characters per text, about (default: 300)")
     parser.add_argument("--texts_per_request", help="comma list (default: 1,8,32)")
     parser.add_argument("--concurrency", help="comma list of concurrent clients (default: 1,4,16)")
     parser.add_argument("--settings", help="explicit texts_per_request:clients pairs, e.g. 1:1,8:4 (default with "
-                        "--quick: 1:1,1:4,8:4,32:4; otherwise every --texts_per_request x --concurrency)")
+                        "--quick: 1:1,1:4,8:4,32:4; on gpu: " + GPU_SETTINGS + "; otherwise every "
+                        "--texts_per_request x --concurrency)")
     parser.add_argument("--min_seconds", type=float, help="repeat the corpus until each server setting ran this long "
-                        "(default: 0 with --quick, else 20)")
+                        "(default: 0 with --quick, 5 on gpu, else 20)")
+    parser.add_argument("--client_processes", type=int,
+                        help="spread the client threads over this many processes (default: 1; 4 on gpu)")
     parser.add_argument("--latency_calls", type=int, default=100, help="short-text calls for idle latency")
     parser.add_argument("--model_seconds", type=float, help="seconds per ONNX-alone shape (default 2 quick, else 5)")
-    parser.add_argument("--probe_seconds", type=float, default=1.5,
+    parser.add_argument("--probe_seconds", type=float,
                         help="before every measured phase, run the ONNX model alone this long (corpus-shaped batch "
-                        "of 8) so each row can be read relative to the machine's speed at that moment (0: off)")
+                        "of 8) so each row can be read relative to the machine's speed at that moment (0: off; "
+                        "default 1.5 on cpu, 0 on gpu)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                         help="where the ONNX step, wtpsplit and the model alone run (gpu: onnxruntime-gpu + CUDA torch)")
     parser.add_argument("--onnx_backend", choices=["python", "onnxruntime"], default="python",
                         help="sat-triton build --onnx_backend (onnxruntime needs an NGC tritonserver on PATH)")
-    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                        help="sat-triton build --precision (fp16 also halves wtpsplit's PyTorch model on GPU)")
-    parser.add_argument("--instance_count", type=int, default=1, help="build flag of the base repository")
-    parser.add_argument("--pad_to_multiple_of", type=int, default=64, help="build flag of the base repository")
-    parser.add_argument("--max_queue_delay_us", type=int, default=2000, help="build flag of the base repository")
-    parser.add_argument("--max_batch_size", type=int, default=64, help="build flag of the base repository")
+    # The base repository's settings: None takes the builder's default for --device
+    parser.add_argument("--precision", choices=["fp32", "fp16"], help="build flag of the base repository")
+    parser.add_argument("--instance_count", type=int, help="build flag of the base repository")
+    parser.add_argument("--onnx_instance_count", type=int, help="build flag of the base repository")
+    parser.add_argument("--pad_to_multiple_of", type=int, help="build flag of the base repository")
+    parser.add_argument("--max_queue_delay_us", type=int, help="build flag of the base repository")
+    parser.add_argument("--max_batch_size", type=int, help="build flag of the base repository")
+    parser.add_argument("--length_granularity", type=int, help="build flag of the base repository")
+    parser.add_argument("--optimize", choices=["on", "off"], help="build flag of the base repository")
     parser.add_argument("--sweep", action="store_true",
-                        help="also serve repositories rebuilt with other instance/thread/batching/padding/delay "
+                        help="also serve repositories with other instance/thread/batching/padding/delay/precision "
                         "settings (about 1 minute per variant on 2 cores)")
     parser.add_argument("--sweep_texts_per_request", default="1,8",
                         help="texts per request measured per sweep variant, at the largest concurrency (default: 1,8)")
+    parser.add_argument("--sweep_settings", help="texts_per_request:clients pairs per sweep variant (default: "
+                        "--sweep_texts_per_request at the largest concurrency; on gpu: " + GPU_SWEEP_SETTINGS + ")")
+    parser.add_argument("--sweep_only", help="comma list of sweep variant names to run (default: all)")
+    parser.add_argument("--deadline_s", type=float, default=0,
+                        help="start no further sweep variant after this many seconds (0: no limit), so a run under a "
+                        "time limit still prints its table")
     parser.add_argument("--model_variants", action="store_true",
                         help="also time the ONNX model alone after onnxruntime's transformer optimizer and (CPU) "
                         "int8 dynamic quantisation or (GPU) float16, with their logit differences")
@@ -1155,27 +1295,42 @@ def main(argv=None) -> int:
                         help="keep the sweep's repositories (~0.8 GB each for sat-3l-sm) under --work_dir")
     parser.add_argument("--skip_inprocess", action="store_true", help="skip wtpsplit in-process")
     parser.add_argument("--skip_server", action="store_true", help="skip the Triton server")
+    parser.add_argument("--server_bin",
+                        help="bin/ of the Python environment tritonserver's Python models run in (default: this "
+                        "interpreter's), e.g. a venv with numpy<2, which the 24.10 stub needs, when this one has numpy 2")
     parser.add_argument("--tokenizer_vocab", type=int, default=8000, help="pieces of the generated tokenizer")
     parser.add_argument("--shape", default="3,768,12,3072,250002",
                         help="layers,hidden,heads,intermediate,vocab of the generated checkpoint (default: sat-3l-sm)")
     args = parser.parse_args(argv)
-    args.texts = args.texts or (120 if args.quick else 1000)
-    if args.quick and not (args.settings or args.texts_per_request or args.concurrency):
-        args.settings = "1:1,1:4,8:4,32:4"
+    gpu = args.device == "gpu"
+    from builder.defaults import build_defaults
+
+    for key, value in build_defaults(args.device).items():  # what `sat-triton build --device X` renders
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.precision = args.precision or ("fp16" if gpu else "fp32")  # fp16: the fast path on a GPU
+    args.texts = args.texts or (120 if args.quick else 4000 if gpu else 1000)
+    args.client_processes = args.client_processes or (4 if gpu else 1)
+    args.probe_seconds = args.probe_seconds if args.probe_seconds is not None else (0.0 if gpu else 1.5)
+    if not (args.settings or args.texts_per_request or args.concurrency):
+        args.settings = GPU_SETTINGS if gpu else "1:1,1:4,8:4,32:4" if args.quick else None
     if args.settings:
         settings = [tuple(int(x) for x in item.split(":")) for item in args.settings.split(",") if item.strip()]
     else:
         settings = [(p, c) for p in parse_list(args.texts_per_request or "1,8,32")
                     for c in parse_list(args.concurrency or "1,4,16")]
-    args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if args.quick else 20.0)
+    args.min_seconds = args.min_seconds if args.min_seconds is not None else (
+        0.0 if args.quick else 5.0 if gpu else 20.0)
     args.model_seconds = args.model_seconds if args.model_seconds is not None else (2.0 if args.quick else 5.0)
     shape = Shape(*parse_list(args.shape))
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so a running tritonserver is stopped on the way out
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
-    if args.device == "gpu":
+    if gpu:
         import onnxruntime as ort
 
+        if hasattr(ort, "preload_dlls"):  # before wtpsplit's own ORT session, too
+            ort.preload_dlls(directory="")
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise SystemExit("--device gpu needs onnxruntime-gpu (CUDAExecutionProvider); "
                              f"this onnxruntime has {ort.get_available_providers()}")
@@ -1208,9 +1363,11 @@ def main(argv=None) -> int:
     info: dict = {}
 
     # 4a. ONNX model alone (ceiling), on the file the server serves -------------------------------
-    base_variant = Variant("base", instance_count=args.instance_count, pad_to_multiple_of=args.pad_to_multiple_of,
-                           max_queue_delay_us=args.max_queue_delay_us, max_batch_size=args.max_batch_size)
-    repo_tag = f"{shape.tag}-{args.device}-{args.onnx_backend}-{args.precision}"
+    base_variant = Variant("base", instance_count=args.instance_count, onnx_instance_count=args.onnx_instance_count,
+                           pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
+                           max_batch_size=args.max_batch_size, dynamic_batching=gpu, precision=args.precision,
+                           length_granularity=args.length_granularity, optimize=args.optimize == "on")
+    repo_tag = f"{shape.tag}-{args.device}-{args.onnx_backend}"
     base_repo = build_repository(args, base_variant, checkpoint_dir, tokenizer_dir, work / f"repo-{repo_tag}-base")
     corpus_seq = min(int(np.median(counts)) + 2, 512)  # a typical window of the corpus, with <s> </s>
     alone = OnnxAlone(args, onnx_file(base_repo), probe_shape=(8, corpus_seq))
@@ -1239,19 +1396,36 @@ def main(argv=None) -> int:
         info.update(sinfo)
         if args.sweep:
             concurrency = max(c for _, c in settings)
+            if args.sweep_settings or gpu:
+                vsettings = [tuple(int(x) for x in item.split(":"))
+                             for item in (args.sweep_settings or GPU_SWEEP_SETTINGS).split(",") if item.strip()]
+            else:
+                vsettings = [(p, concurrency) for p in parse_list(args.sweep_texts_per_request)]
             built = {tuple(base_variant.flags()): base_repo}
             variant_repos: list[Path] = []
+            wanted = set(args.sweep_only.split(",")) if args.sweep_only else None
             for variant in sweep_variants(base_variant, args.device):
-                repo = build_repository(args, variant, checkpoint_dir, tokenizer_dir,
-                                        work / f"repo-{repo_tag}-{variant.name}",
-                                        same_flags_as=built.get(tuple(variant.flags())))
-                built.setdefault(tuple(variant.flags()), repo)
-                variant_repos.append(repo)
-                vsettings = [(p, concurrency) for p in parse_list(args.sweep_texts_per_request)]
-                vrows, vphases, _ = run_server(args, variant, repo, corpus, tokens, vsettings, False, None,
-                                               work / "logs", alone)
+                if wanted is not None and variant.name not in wanted:
+                    continue
+                if args.deadline_s and time.perf_counter() - started > args.deadline_s:
+                    log(f"deadline: {args.deadline_s:.0f}s passed, not serving sweep variant {variant.name}")
+                    info[f"skipped [{variant.name}]"] = "deadline"
+                    continue
+                try:
+                    repo = build_repository(args, variant, checkpoint_dir, tokenizer_dir,
+                                            work / f"repo-{repo_tag}-{variant.name}",
+                                            same_flags_as=built.get(tuple(variant.flags())))
+                    built.setdefault(tuple(variant.flags()), repo)
+                    variant_repos.append(repo)
+                    vrows, vphases, vinfo = run_server(args, variant, repo, corpus, tokens, vsettings, False,
+                                                       reference, work / "logs", alone)
+                except (Exception, SystemExit) as exc:  # one failing variant must not lose the run
+                    log(f"sweep variant {variant.name} failed: {exc!r}")
+                    info[f"failed [{variant.name}]"] = repr(exc)[:300]
+                    continue
                 rows += vrows
                 phases += vphases
+                info.update(vinfo)
             if not args.keep_repos:
                 for repo in variant_repos:
                     shutil.rmtree(repo, ignore_errors=True)
