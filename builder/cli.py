@@ -47,8 +47,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
                             "spins a core while requests queue (docs/performance.md)")
     build.add_argument("--onnx_instance_count", type=int,
-                       help="instances of the ONNX step (default: 1); on CPU, instances x --intra_op_threads = "
-                            "cores works best")
+                       help="instances of the ONNX step (default: 3 on gpu, 1 on cpu); on CPU, instances x "
+                            "--intra_op_threads = cores works best")
     build.add_argument("--length_granularity", type=int,
                        help="the ONNX step (python backend) runs a batch's windows in groups of similar length, "
                             "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 32 on cpu)")

@@ -45,6 +45,11 @@ def repository(tmp_path_factory, checkpoint_dir, lookahead_checkpoint_dir, token
                      str(MAX_BATCH_SIZE))
     build_repository(checkpoint_dir, tokenizer_dir, out, "tiny_lora", "--max_batch_size", str(MAX_BATCH_SIZE),
                      "--lora_path", str(lora_dir))
+    # the GPU defaults' serving shape on CPU: fused graph, several ONNX instances behind the dynamic
+    # batcher, each merged batch run as one padded call
+    build_repository(checkpoint_dir, tokenizer_dir, out, "tiny_fast", "--max_batch_size", str(MAX_BATCH_SIZE),
+                     "--optimize", "on", "--length_granularity", "0", "--onnx_instance_count", "2",
+                     "--dynamic_batching", "on", "--max_queue_delay_us", "500")
     return out
 
 

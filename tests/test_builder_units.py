@@ -84,3 +84,65 @@ def test_onnxruntime_backend_repository_is_refused_by_the_bundled_server(tmp_pat
     (tmp_path / "m_onnx" / "config.pbtxt").write_text('name: "m_onnx"\nbackend: "onnxruntime"\n')
     with pytest.raises(TritonServerError, match="--onnx_backend python"):
         check_repository_servable(tmp_path, install)
+
+
+def _configs(root, name):
+    onnx = (root / f"{name}_onnx" / "config.pbtxt").read_text()
+    steps = [(d / "config.pbtxt").read_text() for d in sorted(root.iterdir())
+             if d.name.startswith(("sat_tokenizer_", "sat_postprocessor_"))]
+    return onnx, steps
+
+
+def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, capsys):
+    """builder/defaults.py per --device: what the H100 and CPU measurements chose."""
+    from builder.defaults import build_defaults
+
+    common = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir)]
+    assert main([*common, "--output_dir", str(tmp_path / "gpu"), "--triton_model_name", "g", "--device", "gpu"]) == 0
+    assert main([*common, "--output_dir", str(tmp_path / "cpu"), "--triton_model_name", "c", "--device", "cpu"]) == 0
+    gpu, cpu = build_defaults("gpu"), build_defaults("cpu")
+    onnx, steps = _configs(tmp_path / "gpu", "g")
+    assert f"count: {gpu['onnx_instance_count']} kind: KIND_GPU" in onnx
+    assert f"max_batch_size: {gpu['max_batch_size']}" in onnx
+    assert f"dynamic_batching {{ max_queue_delay_microseconds: {gpu['max_queue_delay_us']} }}" in onnx
+    assert f'key: "length_granularity" value: {{ string_value: "{gpu["length_granularity"]}" }}' in onnx
+    assert len(steps) == 2 and all(f"count: {gpu['instance_count']} kind: KIND_CPU" in c for c in steps)
+    onnx, steps = _configs(tmp_path / "cpu", "c")
+    assert f"count: {cpu['onnx_instance_count']} kind: KIND_CPU" in onnx and "dynamic_batching" not in onnx
+    assert f'key: "length_granularity" value: {{ string_value: "{cpu["length_granularity"]}" }}' in onnx
+    assert all(f"count: {cpu['instance_count']} kind: KIND_CPU" in c for c in steps)
+
+
+def test_explicit_flags_override_device_defaults(checkpoint_dir, tokenizer_dir, tmp_path):
+    args = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
+            "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "gpu", "--onnx_instance_count", "1",
+            "--instance_count", "2", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off"]
+    assert main(args) == 0
+    onnx, steps = _configs(tmp_path, "x")
+    assert "count: 1 kind: KIND_GPU" in onnx and "max_batch_size: 32" in onnx
+    assert 'key: "length_granularity" value: { string_value: "16" }' in onnx
+    assert all("count: 2 kind: KIND_CPU" in c for c in steps)
+
+
+def test_optimized_graph_is_checked_and_fused(checkpoint_dir, tmp_path):
+    """--optimize runs onnxruntime's transformer optimizer; the result must still pass the PyTorch check."""
+    import onnx
+
+    from builder import checkpoint, export, modeling
+
+    ckpt = checkpoint.resolve(str(checkpoint_dir))
+    network, vocab = modeling.load_network(ckpt), int(ckpt.config["vocab_size"])
+    plain = export.export_onnx(network, tmp_path / "plain.onnx", vocab_size=vocab)
+    fused = export.export_onnx(network, tmp_path / "fused.onnx", vocab_size=vocab, optimize=True)
+    assert fused.max_abs_diff <= fused.tolerance and plain.max_abs_diff <= plain.tolerance
+    count = lambda path: len(onnx.load(str(path)).graph.node)  # noqa: E731
+    assert count(fused.path) < count(plain.path)
+    assert onnx.load(str(fused.path)).ir_version == export.IR_VERSION
+
+
+def test_tensorrt_refuses_contrib_ops(tmp_path, capsys):
+    assert main(["build", "--model_name_or_path", str(tmp_path), "--device", "gpu", "--onnx_backend", "onnxruntime",
+                 "--tensorrt", "--optimize", "on"]) == 2
+    assert "--tensorrt cannot run onnxruntime's contrib ops" in capsys.readouterr().err
+    assert main(["build", "--model_name_or_path", str(tmp_path), "--length_granularity", "-1"]) == 2
+    assert "--length_granularity must be >= 0" in capsys.readouterr().err

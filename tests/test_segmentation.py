@@ -100,3 +100,13 @@ def test_threshold_compares_in_float32():
     p[0] = np.nextafter(np.float32(0.025), np.float32(1))
     starts, _ = sentence_spans(text, p, 0.025)
     assert len(starts) == 2
+
+
+def test_whitespace_table_is_str_isspace_for_every_code_point():
+    import sys
+
+    from sat_pipeline.texts import space_mask
+
+    every = np.arange(sys.maxunicode + 1, dtype=np.uint32)
+    expected = np.array([chr(c).isspace() for c in range(sys.maxunicode + 1)])
+    assert np.array_equal(space_mask(every), expected)

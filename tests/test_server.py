@@ -56,6 +56,22 @@ def test_lora_model_matches_wtpsplit(server, lora_reference):
     assert_same_sentences(lora_reference, texts, got, threshold=0.5)
 
 
+def test_fused_batched_model_matches_wtpsplit(server, reference, repository):
+    """The GPU defaults' shape (onnxruntime-fused graph, two ONNX instances behind the dynamic batcher,
+    merged batches run as one padded call) under concurrent requests of mixed lengths."""
+    from client import SaT
+
+    config = (repository / "tiny_fast_onnx" / "config.pbtxt").read_text()
+    assert "count: 2 kind: KIND_CPU" in config and "dynamic_batching" in config
+    assert 'key: "length_granularity" value: { string_value: "0" }' in config
+    sat = SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny_fast", concurrency=8)
+    texts = multilingual_texts(200, seed=21) + EDGE_CASES + [long_text(3000, seed=5)]
+    got = list(sat.split(texts, batch_size=3))
+    sat.close()
+    stats = assert_same_sentences(reference, texts, got)
+    assert stats["identical"] >= 0.99 * stats["texts"]
+
+
 def test_single_string_returns_a_list(sat, reference):
     text = "Hello world. This is a test! How are you?"
     got = sat.split(text)
@@ -293,7 +309,8 @@ def test_models_share_tokenizer_and_postprocessor_where_identical(repository):
     assert {tiny[2], tiny_la[2]} == {"sat_postprocessor_t0_25", "sat_postprocessor_t0_025"}
     assert sorted(p.name for p in repository.iterdir()) == sorted(
         ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2],
-         "tiny_lora", "tiny_lora_onnx", "tiny_lora_long", "sat_postprocessor_t0_5"]
+         "tiny_lora", "tiny_lora_onnx", "tiny_lora_long", "sat_postprocessor_t0_5",
+         "tiny_fast", "tiny_fast_onnx", "tiny_fast_long"]
     )
 
 
