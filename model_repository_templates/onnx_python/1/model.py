@@ -1,18 +1,20 @@
 """Triton Python model: the SaT ONNX network run by onnxruntime (for servers without its backend).
 
-Triton's dynamic batcher hands over several requests at once; their windows are gathered, grouped by
-real length and run one session call per length group, each trimmed to its longest window (padding
-is masked, so each row's logits are unchanged; trimming saves the attention on padding).
+Triton's dynamic batcher hands over several requests at once; their windows are gathered and run as
+one session call trimmed to the longest window (``length_granularity`` 0, the GPU default), or one
+call per group of similar real length (> 0, the CPU default: saves the attention spent on padding).
+Padding is masked, so each row's logits are the same either way.
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
-from sat_pipeline.batching import merge_rows, run_by_length, split_rows
+from sat_pipeline.batching import cpu_threads_per_instance, merge_rows, run_by_length, split_rows
 from sat_pipeline.pipeline import string_parameters
 
 
@@ -20,15 +22,18 @@ class TritonPythonModel:
     def initialize(self, args):
         import onnxruntime as ort
 
-        params = string_parameters(json.loads(args["model_config"]))
+        config = json.loads(args["model_config"])
+        params = string_parameters(config)
         self.pad_id = int(params["pad_id"])
         self.granularity = int(params["length_granularity"])
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         options = ort.SessionOptions()
         threads = int(params.get("intra_op_threads", "0"))
+        providers = ["CPUExecutionProvider"]
+        if args.get("model_instance_kind") != "GPU":
+            threads = cpu_threads_per_instance(config, threads, os.cpu_count() or 1)
         if threads > 0:
             options.intra_op_num_threads = threads
-        providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise pb_utils.TritonModelException(
