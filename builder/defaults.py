@@ -5,15 +5,18 @@ Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md h
 * cpu: one instance of each step and no dynamic batching; the ONNX model is the bottleneck and
   onnxruntime already uses every core inside one call. Windows run in groups of similar length (saves
   the attention spent on padding); onnxruntime's transformer fusions gained nothing on CPU.
-* gpu (three H100 runs, bench/results/h100-*.json, docs/performance.md): the ONNX step saturates
-  first (98-99% busy), so it runs as three instances, each preparing its batch while another's is on
-  the GPU (1 -> 2 instances: +25% to +75%; 2 -> 3: +5% to +16%, nothing at 128 texts per request).
+* gpu (three H100 runs, bench/results/h100-*.json, docs/performance.md): the Python-backend ONNX step
+  saturated first (98-99% busy), so it runs as three instances, each preparing its batch while
+  another's is on the GPU (1 -> 2 instances: +25% to +75%; 2 -> 3: +5% to +16%, nothing at 128 texts
+  per request).
   Each runs the dynamic batcher's merged batch of up to 256 windows as one padded call (length groups
   halve the throughput at 8 texts per request and gain 8% at 128), on a graph fused by onnxruntime's
   transformer optimizer (+21-28% for the model alone, +3% and +11% end to end at 8 and 128 texts per
   request, -15% at 32: noise of one run). Four tokenizer and postprocessor instances (one or two
-  starve the ONNX step, eight gained nothing); a queue delay of half a millisecond (0.1 and 2 ms
-  measured no better; no dynamic batching at all: -38% to -66%).
+  starved the ONNX step; eight gained nothing while the ONNX step was the limit, and with these ONNX
+  settings the four tokenizer instances are what saturates: more is the next thing to measure); a
+  queue delay of half a millisecond (0.1 and 2 ms measured no better; no dynamic batching at all:
+  -38% to -66%).
 """
 
 from __future__ import annotations

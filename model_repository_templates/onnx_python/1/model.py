@@ -30,10 +30,6 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         threads = int(params.get("intra_op_threads", "0"))
         providers = ["CPUExecutionProvider"]
-        if args.get("model_instance_kind") != "GPU":
-            threads = cpu_threads_per_instance(config, threads, os.cpu_count() or 1)
-        if threads > 0:
-            options.intra_op_num_threads = threads
         if args.get("model_instance_kind") == "GPU":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise pb_utils.TritonModelException(
@@ -46,9 +42,12 @@ class TritonPythonModel:
             providers = [("CUDAExecutionProvider", {"device_id": device}), "CPUExecutionProvider"]
             # the CPU only runs a few shape ops here: one thread, and no spinning that would take a core
             # from the tokenizer and postprocessor instances
-            if threads <= 0:
-                options.intra_op_num_threads = 1
+            options.intra_op_num_threads = threads or 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        else:
+            threads = cpu_threads_per_instance(config, threads, os.cpu_count() or 1)
+            if threads > 0:
+                options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         if providers[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in self.session.get_providers():
             # onnxruntime falls back to the CPU when the CUDA libraries fail to load: say so instead
