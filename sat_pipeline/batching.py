@@ -52,15 +52,3 @@ def run_by_length(run, input_ids: np.ndarray, attention_mask: np.ndarray, granul
         width = int(lengths[rows].max())
         out[rows, :width] = run(input_ids[rows, :width], attention_mask[rows, :width])
     return out
-
-
-def cpu_threads_per_instance(model_config: dict, requested: int, cpu_count: int) -> int:
-    """onnxruntime intra-op threads for one CPU instance of the ONNX step: ``requested`` if set (> 0);
-    otherwise, with several CPU instances, an equal share of the serving host's cores, so that they
-    run side by side instead of each starting a pool of every core (2 instances x 1 thread gave +6% to
-    +20% over 1 x 2 on a 2-core host, docs/performance.md); 0 (onnxruntime's default) for one instance."""
-    if requested > 0:
-        return requested
-    instances = sum(int(group.get("count", 1)) for group in model_config.get("instance_group", [])
-                    if group.get("kind", "KIND_CPU") == "KIND_CPU")
-    return max(1, cpu_count // instances) if instances > 1 else 0

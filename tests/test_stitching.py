@@ -129,16 +129,3 @@ def test_run_by_length_trims_each_group_and_keeps_row_order():
     parts = split_rows(fake_logits(merged_ids), rows, [80, 140])
     assert [p.shape for p in parts] == [(3, 80), (4, 140)]
 
-
-def test_cpu_instances_share_the_cores_unless_threads_are_set():
-    from sat_pipeline.batching import cpu_threads_per_instance
-
-    def config(*groups):
-        return {"instance_group": [{"count": n, "kind": kind} for n, kind in groups]}
-
-    assert cpu_threads_per_instance(config((1, "KIND_CPU")), 0, 16) == 0  # onnxruntime's default
-    assert cpu_threads_per_instance(config((2, "KIND_CPU")), 0, 2) == 1
-    assert cpu_threads_per_instance(config((3, "KIND_CPU")), 0, 16) == 5
-    assert cpu_threads_per_instance(config((4, "KIND_CPU")), 0, 2) == 1  # never below one
-    assert cpu_threads_per_instance(config((2, "KIND_CPU")), 3, 16) == 3  # --intra_op_threads wins
-    assert cpu_threads_per_instance(config((2, "KIND_GPU")), 0, 16) == 0

@@ -14,8 +14,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
-from sat_pipeline.batching import cpu_threads_per_instance, merge_rows, run_by_length, split_rows
+from sat_pipeline.batching import merge_rows, run_by_length, split_rows
 from sat_pipeline.pipeline import string_parameters
+from sat_pipeline.threads import cpu_threads_per_instance
 
 
 class TritonPythonModel:
