@@ -1034,8 +1034,7 @@ def ort_session(path: Path, gpu: bool):
 
     if not gpu:
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* packages, as the served model does
-        ort.preload_dlls(directory="")
+    # main() has preloaded pip's CUDA/cuDNN libraries (preload_dlls) for every session of a gpu run
     session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     if "CUDAExecutionProvider" not in session.get_providers():
         raise SystemExit(f"onnxruntime fell back to the CPU for {path}: the CUDA provider did not start")
@@ -1329,7 +1328,7 @@ def main(argv=None) -> int:
     if gpu:
         import onnxruntime as ort
 
-        if hasattr(ort, "preload_dlls"):  # before wtpsplit's own ORT session, too
+        if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* packages, for every session
             ort.preload_dlls(directory="")
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise SystemExit("--device gpu needs onnxruntime-gpu (CUDAExecutionProvider); "
