@@ -15,9 +15,9 @@ from .constraints import constrained_pieces, paragraph_constrained_pieces
 from .errors import RequestError
 from .chunking import build_inputs, plan_chunks
 from .options import Options
-from .segmentation import paragraph_sentence_spans, sentence_spans
+from .segmentation import batch_sentence_spans, paragraph_sentence_spans
 from .stitching import char_probabilities, stitch_token_logits
-from .texts import is_blank, remove_spaces
+from .texts import TextBatch, is_blank
 from .tokenization import TokenizedBatch, tokenize
 
 
@@ -60,7 +60,32 @@ class Segmented:
     spans: np.ndarray  # int64 [sentences, 2]
     paragraphs: np.ndarray  # int32 [sentences]
     paragraph_counts: np.ndarray  # int32 [texts]
-    char_probs: list[np.ndarray]  # float32 per text (over the original text)
+    char_probs: np.ndarray  # float32 [all texts' characters]: over the original texts, concatenated
+
+
+def batch_probabilities(
+    texts: list[str],
+    batch: TextBatch,
+    token_counts: np.ndarray,
+    token_ends: np.ndarray,
+    chunk_logits: np.ndarray,
+    options: Options,
+) -> np.ndarray:
+    """Every character's boundary probability (what ``SaT.predict_proba`` computes), texts concatenated.
+
+    ``batch`` is :meth:`TextBatch.of` ``texts``. With ``remove_whitespace_before_inference`` the model
+    saw the texts without ' ', so the tokens' offsets count those texts' characters; the spaces get 0.
+    """
+    counts = np.asarray(token_counts, dtype=np.int64)
+    plan = plan_chunks(counts, options.block_size, options.stride)
+    token_logits = stitch_token_logits(chunk_logits, plan, counts, options.weighting)
+    if not options.remove_whitespace_before_inference:
+        return char_probabilities(batch.lengths, token_logits, token_ends, counts)
+    keep = batch.cps != 0x20
+    kept_lengths = [len(text) for text in model_texts(texts, options)[0]]
+    probs = np.zeros(len(batch.cps), dtype=np.float32)
+    probs[keep] = char_probabilities(kept_lengths, token_logits, token_ends, counts)
+    return probs
 
 
 def text_probabilities(
@@ -70,22 +95,10 @@ def text_probabilities(
     chunk_logits: np.ndarray,
     options: Options,
 ) -> list[np.ndarray]:
-    """Per-character boundary probabilities of every text (what ``SaT.predict_proba`` computes)."""
-    counts = np.asarray(token_counts, dtype=np.int64)
-    plan = plan_chunks(counts, options.block_size, options.stride)
-    token_logits = stitch_token_logits(chunk_logits, plan, counts, options.weighting)
-    offsets = np.concatenate(([0], np.cumsum(counts)))
-    probs = []
-    for index, text in enumerate(texts):
-        a, b = offsets[index], offsets[index + 1]
-        if options.remove_whitespace_before_inference:
-            kept, keep = remove_spaces(text)
-            full = np.zeros(len(text), dtype=np.float32)
-            full[keep] = char_probabilities(len(kept), token_logits[a:b], token_ends[a:b])
-            probs.append(full)
-        else:
-            probs.append(char_probabilities(len(text), token_logits[a:b], token_ends[a:b]))
-    return probs
+    """:func:`batch_probabilities` as one float32 array per text."""
+    batch = TextBatch.of(texts)
+    probs = batch_probabilities(texts, batch, token_counts, token_ends, chunk_logits, options)
+    return np.split(probs, np.cumsum(batch.lengths)[:-1]) if len(texts) else []
 
 
 # Length-constrained segmentation without max_length is quadratic in the text length (as in wtpsplit).
@@ -94,7 +107,8 @@ MAX_UNBOUNDED_CONSTRAINED_CHARS = 20_000
 
 def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, threshold: float,
                   language: str | None):
-    """One text's sentence spans, strings (None: the plain slices), paragraph indices and paragraph count."""
+    """One text's sentence spans, strings (None: the plain slices), paragraph indices and paragraph count,
+    for the options that work text by text (length constraints, paragraphs)."""
     if options.length_constrained:
         if options.max_length is None and len(text) > MAX_UNBOUNDED_CONSTRAINED_CHARS:
             raise RequestError(
@@ -112,32 +126,18 @@ def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, th
             n_paragraphs = 1 if len(pieces.starts) else 0
         strings = pieces.texts(text) if pieces.has_cuts else None
         return pieces.starts, pieces.ends, strings, para, n_paragraphs
-    if options.do_paragraph_segmentation:
-        (s, e), para, n_paragraphs = paragraph_sentence_spans(
-            text, probs, threshold, options.paragraph_threshold, options.strip_whitespace)
-        return s, e, None, para, n_paragraphs
-    s, e = sentence_spans(text, probs, threshold, options.strip_whitespace, options.split_on_input_newlines)
-    return s, e, None, np.zeros(len(s), dtype=np.int32), (1 if len(s) else 0)
+    (s, e), para, n_paragraphs = paragraph_sentence_spans(
+        text, probs, threshold, options.paragraph_threshold, options.strip_whitespace)
+    return s, e, None, para, n_paragraphs
 
 
-def finish(
-    texts: list[str],
-    token_counts: np.ndarray,
-    token_ends: np.ndarray,
-    chunk_logits: np.ndarray,
-    options: Options,
-    default_threshold: float,
-    language: str | None = None,
-) -> Segmented:
-    """Stitch, threshold (or apply the length constraints) and cut every text into sentences.
-
-    ``language`` is the model's language (a LoRA build's), used for the length priors' defaults."""
-    threshold = options.threshold if options.threshold is not None else default_threshold
-    probs = text_probabilities(texts, token_counts, token_ends, chunk_logits, options)
+def _segment_each(texts, probs, batch, options, threshold, language) -> Segmented:
     starts, ends, paragraphs, sentences = [], [], [], []
     counts = np.zeros(len(texts), dtype=np.int32)
     paragraph_counts = np.zeros(len(texts), dtype=np.int32)
-    for index, (text, p) in enumerate(zip(texts, probs)):
+    offsets = np.cumsum(batch.lengths) - batch.lengths
+    for index, text in enumerate(texts):
+        p = probs[offsets[index]: offsets[index] + len(text)]
         s, e, strings, para, paragraph_counts[index] = _segment_text(index, text, p, options, threshold, language)
         starts.append(s)
         ends.append(e)
@@ -154,6 +154,32 @@ def finish(
     return Segmented(sentences, counts, spans, paragraph, paragraph_counts, probs)
 
 
+def finish(
+    texts: list[str],
+    token_counts: np.ndarray,
+    token_ends: np.ndarray,
+    chunk_logits: np.ndarray,
+    options: Options,
+    default_threshold: float,
+    language: str | None = None,
+) -> Segmented:
+    """Stitch, threshold (or apply the length constraints) and cut every text into sentences.
+
+    ``language`` is the model's language (a LoRA build's), used for the length priors' defaults.
+    Plain thresholding runs once over the whole request; length constraints and paragraphs text by text."""
+    threshold = options.threshold if options.threshold is not None else default_threshold
+    batch = TextBatch.of(texts)
+    probs = batch_probabilities(texts, batch, token_counts, token_ends, chunk_logits, options)
+    if options.length_constrained or options.do_paragraph_segmentation:
+        return _segment_each(texts, probs, batch, options, threshold, language)
+    owner, starts, ends = batch_sentence_spans(batch.cps, batch.lengths, probs, threshold,
+                                               options.strip_whitespace, options.split_on_input_newlines)
+    sentences = [texts[i][a:b] for i, a, b in zip(owner.tolist(), starts.tolist(), ends.tolist())]
+    counts = np.bincount(owner, minlength=len(texts)).astype(np.int32)
+    return Segmented(sentences, counts, np.stack([starts, ends], axis=1).astype(np.int64),
+                     np.zeros(len(owner), dtype=np.int32), (counts > 0).astype(np.int32), probs)
+
+
 def output_arrays(segmented: Segmented, char_probs: bool = True) -> dict[str, np.ndarray]:
     """The public output tensors of a request, by wire name (``CHAR_PROBS`` only if asked for)."""
     outputs = {
@@ -164,8 +190,7 @@ def output_arrays(segmented: Segmented, char_probs: bool = True) -> dict[str, np
         wire.PARAGRAPH_COUNTS: segmented.paragraph_counts.astype(np.int32),
     }
     if char_probs:
-        probs = segmented.char_probs
-        outputs[wire.CHAR_PROBS] = np.concatenate(probs).astype(np.float32) if probs else np.zeros(0, np.float32)
+        outputs[wire.CHAR_PROBS] = segmented.char_probs.astype(np.float32)
     return outputs
 
 
@@ -174,4 +199,4 @@ def string_parameters(model_config: dict) -> dict[str, str]:
     return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
 
 
-__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish", "text_probabilities", "Segmented"]
+__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish", "batch_probabilities", "text_probabilities", "Segmented"]

@@ -47,27 +47,83 @@ def boundary_spans(is_space: np.ndarray, boundaries: np.ndarray, strip_whitespac
     return starts[keep], ends[keep]
 
 
-def split_on_newlines(text_cps: np.ndarray, spans: Spans) -> Spans:
-    """``split_on_input_newlines``: every sentence but the last loses one trailing ``\\n``, then each is
-    split at ``\\n`` (empty pieces are kept, as in wtpsplit)."""
-    starts, ends = spans
+def split_on_newlines(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                      last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``split_on_input_newlines``: every sentence but the last of its text loses one trailing ``\\n``
+    (``last`` marks those), then each is split at ``\\n`` (empty pieces are kept, as in wtpsplit).
+
+    Returns ``(source, starts, ends)``: which input span each piece comes from, and the pieces."""
     if len(starts) == 0:
-        return spans
-    is_newline = text_cps == 0x0A
-    trailing = np.zeros(len(starts), dtype=bool)
-    trailing[:-1] = (ends[:-1] > starts[:-1]) & is_newline[np.maximum(ends[:-1] - 1, 0)]
+        return np.zeros(0, dtype=np.int64), starts, ends
+    is_newline = cps == 0x0A
+    trailing = ~last & (ends > starts) & is_newline[np.maximum(ends - 1, 0)]
     ends = ends - trailing
     newlines = np.flatnonzero(is_newline)
     lo = np.searchsorted(newlines, starts, side="left")
     hi = np.searchsorted(newlines, ends, side="left")
     pieces = hi - lo + 1
-    owner = np.repeat(np.arange(len(starts)), pieces)
+    source = np.repeat(np.arange(len(starts)), pieces)
     rank = np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    nl_index = lo[owner] + rank  # the newline that ends piece `rank` of its sentence (when not last)
-    is_last = rank == pieces[owner] - 1
-    piece_end = np.where(is_last, ends[owner], newlines[np.minimum(nl_index, len(newlines) - 1)] if len(newlines) else 0)
-    piece_start = np.where(rank == 0, starts[owner], newlines[np.maximum(nl_index - 1, 0)] + 1 if len(newlines) else 0)
-    return piece_start.astype(np.int64), piece_end.astype(np.int64)
+    nl_index = lo[source] + rank  # the newline that ends piece `rank` of its sentence (when not last)
+    is_last = rank == pieces[source] - 1
+    piece_end = np.where(is_last, ends[source], newlines[np.minimum(nl_index, len(newlines) - 1)] if len(newlines) else 0)
+    piece_start = np.where(rank == 0, starts[source], newlines[np.maximum(nl_index - 1, 0)] + 1 if len(newlines) else 0)
+    return source, piece_start.astype(np.int64), piece_end.astype(np.int64)
+
+
+def batch_sentence_spans(
+    cps: np.ndarray,
+    lengths: np.ndarray,
+    probs: np.ndarray,
+    threshold: float,
+    strip_whitespace: bool = False,
+    split_on_input_newlines: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sentences ``SaT.split`` returns (no length constraints) for every text of a batch at once.
+
+    ``cps`` and ``probs`` hold all texts' code points and probabilities concatenated, ``lengths`` the
+    code points per text. Returns ``(owner, starts, ends)``: each sentence's text index and its
+    ``[start, end)`` within that text, texts in order. One pass of array operations over the batch,
+    the same cuts as :func:`boundary_spans` and :func:`split_on_newlines` text by text.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    text_ends = np.cumsum(lengths)
+    text_starts = text_ends - lengths
+    is_space = space_mask(cps)
+    next_ns = _next_non_space(is_space)  # across texts; capped at each text's end below
+    boundaries = np.flatnonzero(np.asarray(probs) > np.float32(threshold))
+    owner_of_cut = np.searchsorted(text_ends, boundaries, side="right")
+    cuts = np.minimum(next_ns[boundaries + 1], text_ends[owner_of_cut])
+    # every non-empty text is cut into (its boundaries + 1) pieces: [start, cut_1), ..., [cut_k, end)
+    nonempty = np.flatnonzero(lengths > 0)
+    per_text = np.bincount(owner_of_cut, minlength=len(lengths))[nonempty] + 1
+    first = np.cumsum(per_text) - per_text
+    owner = np.repeat(nonempty, per_text)
+    opens_text = np.zeros(len(owner), dtype=bool)
+    opens_text[first] = True
+    closes_text = np.zeros(len(owner), dtype=bool)
+    closes_text[first + per_text - 1] = True
+    starts = np.empty(len(owner), dtype=np.int64)
+    starts[opens_text] = text_starts[nonempty]
+    starts[~opens_text] = cuts
+    ends = np.empty(len(owner), dtype=np.int64)
+    ends[closes_text] = text_ends[nonempty]
+    ends[~closes_text] = cuts
+    if strip_whitespace:
+        # ends never pass their text's end, so next_ns needs no cap here; a kept piece has a non-space
+        # character in it, so the previous non-space of its end stays inside its text
+        prev_ns = _prev_non_space(is_space)
+        starts = np.minimum(next_ns[starts], ends)
+        ends = np.where(ends > starts, prev_ns[np.maximum(ends - 1, 0)] + 1, starts)
+    keep = ends > starts
+    owner, starts, ends = owner[keep], starts[keep], ends[keep]
+    if split_on_input_newlines and len(starts) and bool((cps == 0x0A).any()):
+        last = np.ones(len(owner), dtype=bool)
+        last[:-1] = owner[1:] != owner[:-1]
+        source, starts, ends = split_on_newlines(cps, starts, ends, last)
+        owner = owner[source]
+    offset = text_starts[owner]
+    return owner, starts - offset, ends - offset
 
 
 def sentence_spans(
@@ -77,16 +133,12 @@ def sentence_spans(
     strip_whitespace: bool = False,
     split_on_input_newlines: bool = True,
 ) -> Spans:
-    """The sentences ``SaT.split`` returns for ``text`` (no length constraints), as spans."""
+    """The sentences ``SaT.split`` returns for one ``text`` (no length constraints), as spans."""
     if not text:
         return _EMPTY
-    cps = codepoints(text)
-    is_space = space_mask(cps)
-    boundaries = np.flatnonzero(np.asarray(probs) > np.float32(threshold))
-    spans = boundary_spans(is_space, boundaries, strip_whitespace)
-    if split_on_input_newlines and "\n" in text:  # without a newline the split changes nothing
-        spans = split_on_newlines(cps, spans)
-    return spans
+    _, starts, ends = batch_sentence_spans(codepoints(text), np.array([len(text)]), probs, threshold,
+                                           strip_whitespace, split_on_input_newlines)
+    return starts, ends
 
 
 def paragraph_sentence_spans(

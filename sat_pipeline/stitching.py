@@ -58,16 +58,25 @@ def stitch_token_logits(
 
 
 def char_probabilities(
-    text_length: int,
+    text_lengths: np.ndarray,
     token_logits: np.ndarray,
     token_ends: np.ndarray,
+    token_counts: np.ndarray,
 ) -> np.ndarray:
-    """float32 [text_length]: sigmoid of each token's logit on the token's last character, 0 elsewhere.
+    """float32 [sum of text_lengths]: every text's character probabilities, texts concatenated.
 
-    A token ending at offset 0 lands on the last character, as numpy's index -1 does in wtpsplit;
-    when several tokens end on one character the last of them wins, as in wtpsplit.
+    Per text as wtpsplit's ``token_to_char_probs`` then sigmoid: each token's logit on the token's
+    last character, -inf (probability 0) elsewhere. A token ending at offset 0 lands on its text's last
+    character, as numpy's index -1 does in wtpsplit; when several tokens end on one character the last
+    of them wins, as in wtpsplit. ``token_counts[i]`` tokens of ``token_logits``/``token_ends`` belong
+    to text i, in order.
     """
-    char_logits = np.full(text_length, -np.inf, dtype=np.float32)
+    lengths = np.asarray(text_lengths, dtype=np.int64)
+    counts = np.asarray(token_counts, dtype=np.int64)
+    char_logits = np.full(int(lengths.sum()), -np.inf, dtype=np.float32)
     if len(token_ends):
-        char_logits[np.asarray(token_ends) - 1] = token_logits
+        owner = np.repeat(np.arange(len(counts)), counts)
+        ends = np.asarray(token_ends, dtype=np.int64)
+        local = np.where(ends > 0, ends, lengths[owner]) - 1
+        char_logits[(np.cumsum(lengths) - lengths)[owner] + local] = token_logits
     return 1 / (1 + np.exp(-char_logits))

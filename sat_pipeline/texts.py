@@ -7,6 +7,7 @@ does, so ``text[start:end]`` on the client gives back each sentence.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,6 +46,23 @@ def codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode(_UTF32), dtype=np.uint32)
 
 
+@dataclass(frozen=True)
+class TextBatch:
+    """A request's texts as one array of code points, so per-character work runs once per request."""
+
+    cps: np.ndarray  # uint32 [total code points]: every text's code points, texts concatenated
+    lengths: np.ndarray  # int64 [texts]: code points per text
+
+    @classmethod
+    def of(cls, texts: list[str]) -> "TextBatch":
+        return cls(codepoints("".join(texts)), np.array([len(text) for text in texts], dtype=np.int64))
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Where each text begins in ``cps``."""
+        return np.cumsum(self.lengths) - self.lengths
+
+
 def space_mask(cps: np.ndarray) -> np.ndarray:
     """``mask[i]`` is true where code point ``cps[i]`` is whitespace (one table lookup per position)."""
     return _IS_SPACE[np.minimum(cps, len(_IS_SPACE) - 1)]
@@ -58,12 +76,3 @@ def whitespace_mask(text: str) -> np.ndarray:
 def is_blank(text: str) -> bool:
     """wtpsplit leaves texts with ``not text.strip()`` out of inference."""
     return not text.strip()
-
-
-def remove_spaces(text: str) -> tuple[str, np.ndarray]:
-    """``remove_whitespace_before_inference``: drop every ' ' (U+0020 only, as wtpsplit does).
-
-    Returns the reduced text and a boolean mask over the original text marking the kept positions.
-    """
-    keep = codepoints(text) != 0x20
-    return text.replace(" ", ""), keep

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sat_pipeline.segmentation import paragraph_sentence_spans, sentence_spans
+from sat_pipeline.segmentation import batch_sentence_spans, paragraph_sentence_spans, sentence_spans
+from sat_pipeline.texts import TextBatch
 
 wtp_utils = pytest.importorskip("wtpsplit.utils")
 
@@ -58,6 +59,27 @@ def test_sentence_spans_match_wtpsplit(strip_whitespace, split_on_input_newlines
         starts, ends = sentence_spans(text, probs, threshold, strip_whitespace, split_on_input_newlines)
         got = [text[a:b] for a, b in zip(starts, ends)]
         assert got == reference_split(text, probs, threshold, strip_whitespace, split_on_input_newlines), text
+
+
+@pytest.mark.parametrize("strip_whitespace", [False, True])
+@pytest.mark.parametrize("split_on_input_newlines", [False, True])
+def test_one_call_over_a_request_cuts_each_text_as_wtpsplit(strip_whitespace, split_on_input_newlines):
+    """The postprocessor cuts all texts of a request in one call; each must come out as wtpsplit cuts
+    it alone, whatever its neighbours (empty, blank, ending in a boundary, a space or a newline)."""
+    rng = np.random.default_rng(3)
+    for _ in range(1500):
+        cases = [random_case(rng) for _ in range(int(rng.integers(0, 8)))]
+        texts = [text for text, _ in cases]
+        probs = np.concatenate([p for _, p in cases]) if cases else np.zeros(0, dtype=np.float32)
+        batch = TextBatch.of(texts)
+        owner, starts, ends = batch_sentence_spans(batch.cps, batch.lengths, probs, 0.5, strip_whitespace,
+                                                   split_on_input_newlines)
+        assert np.all(np.diff(owner) >= 0)
+        got = [[] for _ in texts]
+        for i, a, b in zip(owner.tolist(), starts.tolist(), ends.tolist()):
+            got[i].append(texts[i][a:b])
+        expected = [reference_split(text, p, 0.5, strip_whitespace, split_on_input_newlines) for text, p in cases]
+        assert got == expected, texts
 
 
 @pytest.mark.parametrize("strip_whitespace", [False, True])

@@ -14,7 +14,7 @@ from sat_pipeline.chunking import build_inputs, plan_chunks
 from sat_pipeline.errors import RequestError
 from sat_pipeline.options import Options
 from sat_pipeline.pipeline import model_texts, text_probabilities
-from sat_pipeline.stitching import stitch_token_logits
+from sat_pipeline.stitching import char_probabilities, stitch_token_logits
 from sat_pipeline.tokenization import load_tokenizer, tokenize
 
 extract_mod = pytest.importorskip("wtpsplit.extract")
@@ -129,3 +129,22 @@ def test_run_by_length_trims_each_group_and_keeps_row_order():
     parts = split_rows(fake_logits(merged_ids), rows, [80, 140])
     assert [p.shape for p in parts] == [(3, 80), (4, 140)]
 
+
+def test_char_probabilities_of_a_request_are_each_texts_own():
+    """Probabilities for all texts of a request come from one array; each text's slice must be what
+    wtpsplit's token_to_char_probs + sigmoid gives that text alone. A token ending at offset 0 goes on
+    its own text's last character (numpy's -1 in wtpsplit), never on the previous text's."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        lengths = rng.integers(0, 12, size=int(rng.integers(1, 7)))
+        counts = np.array([rng.integers(0, 6) if n else 0 for n in lengths])
+        ends = np.concatenate([np.sort(rng.integers(0, n + 1, size=c)) for n, c in zip(lengths, counts)])
+        logits = rng.normal(0, 3, size=len(ends)).astype(np.float16)
+        got = char_probabilities(lengths, logits, ends.astype(np.int64), counts)
+        assert got.dtype == np.float32 and len(got) == lengths.sum()
+        token_at, char_at = 0, 0
+        for n, c in zip(lengths, counts):
+            char_logits = np.full(n, -np.inf, dtype=np.float32)
+            char_logits[ends[token_at:token_at + c] - 1] = logits[token_at:token_at + c]
+            np.testing.assert_array_equal(got[char_at:char_at + n], wtp_utils.sigmoid(char_logits))
+            token_at, char_at = token_at + c, char_at + n
