@@ -322,6 +322,8 @@ def export_wtpsplit_onnx(checkpoint_dir: Path, out: Path) -> Path:
 class Variant:
     name: str
     instance_count: int = 1  # tokenizer and postprocessor instances
+    tokenizer_instance_count: int = 0  # 0: instance_count
+    postprocessor_instance_count: int = 0  # 0: instance_count
     onnx_instance_count: int = 1
     intra_op_threads: int = 0  # 0: onnxruntime's default (one thread per physical core)
     pad_to_multiple_of: int = 64
@@ -332,8 +334,17 @@ class Variant:
     precision: str = "fp32"
     optimize: bool = False
 
+    @property
+    def step_instances(self) -> dict[str, int]:
+        """Instances of the tokenizer and of the postprocessor."""
+        return {"tokenizer": self.tokenizer_instance_count or self.instance_count,
+                "postprocessor": self.postprocessor_instance_count or self.instance_count}
+
     def describe(self) -> str:
-        return (f"{self.precision} instances={self.instance_count} onnx_instances={self.onnx_instance_count} "
+        steps = self.step_instances
+        instances = (f"instances={self.instance_count}" if len(set(steps.values())) == 1
+                     else f"tokenizer_instances={steps['tokenizer']} postprocessor_instances={steps['postprocessor']}")
+        return (f"{self.precision} {instances} onnx_instances={self.onnx_instance_count} "
                 f"intra_op={self.intra_op_threads or 'default'} pad={self.pad_to_multiple_of} "
                 f"max_batch={self.max_batch_size} "
                 + (f"delay={self.max_queue_delay_us}us" if self.dynamic_batching else "no dynamic batching")
@@ -346,7 +357,10 @@ class Variant:
 
     def config_flags(self) -> list[str]:
         """The ``sat-triton build`` flags that only change config.pbtxt lines (patched into a copy)."""
-        return ["--instance_count", str(self.instance_count), "--onnx_instance_count", str(self.onnx_instance_count),
+        steps = self.step_instances
+        return ["--tokenizer_instance_count", str(steps["tokenizer"]),
+                "--postprocessor_instance_count", str(steps["postprocessor"]),
+                "--onnx_instance_count", str(self.onnx_instance_count),
                 "--max_queue_delay_us", str(self.max_queue_delay_us), "--intra_op_threads", str(self.intra_op_threads),
                 "--dynamic_batching", "on" if self.dynamic_batching else "off",
                 "--length_granularity", str(self.length_granularity)]
@@ -367,9 +381,10 @@ def patch_configs(repo: Path, variant: Variant) -> None:
         config.unlink()  # the copy hard-links files: never write through to the original
         config.write_text(text)
 
-    for step in list(repo.glob("sat_tokenizer_*")) + list(repo.glob("sat_postprocessor_*")):
-        rewrite(step / "config.pbtxt", lambda t, c=step / "config.pbtxt": _sub_once(
-            r"count: \d+ kind: KIND_CPU", f"count: {variant.instance_count} kind: KIND_CPU", t, c))
+    for kind, count in variant.step_instances.items():
+        for step in repo.glob(f"sat_{kind}_*"):
+            rewrite(step / "config.pbtxt", lambda t, c=step / "config.pbtxt", n=count: _sub_once(
+                r"count: \d+ kind: KIND_CPU", f"count: {n} kind: KIND_CPU", t, c))
     config = repo / f"{TRITON_NAME}_onnx" / "config.pbtxt"
 
     def edit_onnx(text: str) -> str:
@@ -436,8 +451,12 @@ def sweep_variants(base: Variant, device: str) -> list[Variant]:
             replace(base, name="gran32", length_granularity=32),
             replace(base, name=other, precision=other),
             replace(base, name="onnx1", onnx_instance_count=1),
-            replace(base, name="inst2", instance_count=2),
-            replace(base, name="inst8", instance_count=8),
+            replace(base, name="inst2", instance_count=2, tokenizer_instance_count=0, postprocessor_instance_count=0),
+            replace(base, name="inst8", instance_count=8, tokenizer_instance_count=0, postprocessor_instance_count=0),
+            # the tokenizer saturated first on an H100 once the ONNX step had 3 instances; the postprocessor
+            # costs a third as much per character since it cuts a whole request in one pass
+            replace(base, name="tok8", tokenizer_instance_count=8, postprocessor_instance_count=4),
+            replace(base, name="tok6-post2", tokenizer_instance_count=6, postprocessor_instance_count=2),
             replace(base, name="delay100us", max_queue_delay_us=100),
             replace(base, name="delay2ms", max_queue_delay_us=2000),
             replace(base, name="nobatch", dynamic_batching=False),
@@ -1270,6 +1289,9 @@ def main(argv=None) -> int:
     # The base repository's settings: None takes the builder's default for --device
     parser.add_argument("--precision", choices=["fp32", "fp16"], help="build flag of the base repository")
     parser.add_argument("--instance_count", type=int, help="build flag of the base repository")
+    parser.add_argument("--tokenizer_instance_count", type=int, default=0, help="build flag of the base repository")
+    parser.add_argument("--postprocessor_instance_count", type=int, default=0,
+                        help="build flag of the base repository")
     parser.add_argument("--onnx_instance_count", type=int, help="build flag of the base repository")
     parser.add_argument("--pad_to_multiple_of", type=int, help="build flag of the base repository")
     parser.add_argument("--max_queue_delay_us", type=int, help="build flag of the base repository")
@@ -1363,6 +1385,8 @@ def main(argv=None) -> int:
 
     # 4a. ONNX model alone (ceiling), on the file the server serves -------------------------------
     base_variant = Variant("base", instance_count=args.instance_count, onnx_instance_count=args.onnx_instance_count,
+                           tokenizer_instance_count=args.tokenizer_instance_count,
+                           postprocessor_instance_count=args.postprocessor_instance_count,
                            pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
                            max_batch_size=args.max_batch_size, dynamic_batching=gpu, precision=args.precision,
                            length_granularity=args.length_granularity, optimize=args.optimize == "on")

@@ -38,6 +38,11 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     build.add_argument("--instance_count", type=int,
                        help="instances of the tokenizer and postprocessor steps (default: 4 on gpu, 1 on cpu)")
+    build.add_argument("--tokenizer_instance_count", type=int,
+                       help="instances of the tokenizer step alone (default: --instance_count); on a GPU it is the "
+                            "step that saturates first (docs/performance.md)")
+    build.add_argument("--postprocessor_instance_count", type=int,
+                       help="instances of the postprocessor step alone (default: --instance_count)")
     build.add_argument("--model_version", type=int, default=1, help="version directory to write")
     build.add_argument("--pad_to_multiple_of", type=int,
                        help="round window lengths up to this many tokens so requests batch together (default: 64)")
@@ -92,9 +97,13 @@ def build(args: argparse.Namespace) -> int:
     for flag, value in build_defaults(args.device).items():  # builder/defaults.py: chosen by measurement
         if getattr(args, flag) is None:
             setattr(args, flag, value)
+    for flag in ("tokenizer_instance_count", "postprocessor_instance_count"):
+        if getattr(args, flag) is None:
+            setattr(args, flag, args.instance_count)
     if args.intra_op_threads < 0:
         raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
-    for flag in ("max_batch_size", "instance_count", "onnx_instance_count", "model_version", "pad_to_multiple_of"):
+    for flag in ("max_batch_size", "instance_count", "tokenizer_instance_count", "postprocessor_instance_count",
+                 "onnx_instance_count", "model_version", "pad_to_multiple_of"):
         if getattr(args, flag) < 1:
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
@@ -145,6 +154,8 @@ def build(args: argparse.Namespace) -> int:
                                         language=args.language if args.use_lora else "")
         settings = repository.RepositorySettings(
             names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
+            tokenizer_instance_count=args.tokenizer_instance_count,
+            postprocessor_instance_count=args.postprocessor_instance_count,
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,

@@ -61,7 +61,9 @@ def shared_names(ensemble: str, tokenizer_file: Path, token_ids: tuple[int, int,
 class RepositorySettings:
     names: ModelNames
     max_batch_size: int = 64
-    instance_count: int = 1
+    instance_count: int = 1  # tokenizer and postprocessor instances, unless set apart below
+    tokenizer_instance_count: int | None = None
+    postprocessor_instance_count: int | None = None
     device: str = "cpu"  # gpu | cpu
     onnx_backend: str = "python"  # onnxruntime | python
     model_version: int = 1
@@ -152,7 +154,8 @@ def write_repository(
         "postprocessor_model": names.postprocessor,
         "long_model": names.long,
         "max_batch_size": settings.max_batch_size,
-        "instance_count": settings.instance_count,
+        "tokenizer_instance_count": settings.tokenizer_instance_count or settings.instance_count,
+        "postprocessor_instance_count": settings.postprocessor_instance_count or settings.instance_count,
         "instance_kind": "KIND_GPU" if settings.device == "gpu" else "KIND_CPU",
         "max_queue_delay_us": settings.max_queue_delay_us,
         "intra_op_threads": settings.intra_op_threads,

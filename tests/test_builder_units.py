@@ -20,7 +20,8 @@ def test_every_template_renders_strictly_and_parses():
     values = {**repository.wire_names(), "name": "m", "INPUT_IDS_TYPE": "TYPE_INT64",
               "ATTENTION_MASK_TYPE": "TYPE_INT64", "LOGITS_TYPE": "TYPE_FP32", "tokenizer_model": "m_tokenizer",
               "onnx_model": "m_onnx", "postprocessor_model": "m_postprocessor", "long_model": "m_long",
-              "max_batch_size": 8, "instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
+              "max_batch_size": 8, "tokenizer_instance_count": 1,
+              "postprocessor_instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
               "intra_op_threads": 0, "length_granularity": 32,
               "onnx_instance_count": 1, "dynamic_batching": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
@@ -122,6 +123,23 @@ def test_explicit_flags_override_device_defaults(checkpoint_dir, tokenizer_dir, 
     assert "count: 1 kind: KIND_GPU" in onnx and "max_batch_size: 32" in onnx
     assert 'key: "length_granularity" value: { string_value: "16" }' in onnx
     assert all("count: 2 kind: KIND_CPU" in c for c in steps)
+
+
+def test_tokenizer_and_postprocessor_instances_apart(checkpoint_dir, tokenizer_dir, tmp_path):
+    """--tokenizer_instance_count / --postprocessor_instance_count override --instance_count per step."""
+    args = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
+            "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "cpu", "--instance_count", "3",
+            "--tokenizer_instance_count", "6"]
+    assert main(args) == 0
+    tokenizer = next(tmp_path.glob("sat_tokenizer_*/config.pbtxt")).read_text()
+    postprocessor = next(tmp_path.glob("sat_postprocessor_*/config.pbtxt")).read_text()
+    assert "count: 6 kind: KIND_CPU" in tokenizer and "count: 3 kind: KIND_CPU" in postprocessor
+
+
+def test_zero_step_instances_is_refused(tmp_path, capsys):
+    code = main(["build", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "r"),
+                 "--postprocessor_instance_count", "0"])
+    assert code == 2 and "--postprocessor_instance_count must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_optimized_graph_is_checked_and_fused(checkpoint_dir, tmp_path):
