@@ -330,7 +330,7 @@ class Variant:
     max_queue_delay_us: int = 2000
     max_batch_size: int = 64
     dynamic_batching: bool = True
-    length_granularity: int = 32
+    length_granularity: int = 8
     precision: str = "fp32"
     optimize: bool = False
 
@@ -471,6 +471,7 @@ def sweep_variants(base: Variant, device: str) -> list[Variant]:
         replace(base, name=f"{split}-batching", instance_count=instances, onnx_instance_count=instances,
                 intra_op_threads=threads, dynamic_batching=True),
         replace(base, name="pad16", pad_to_multiple_of=16),
+        replace(base, name="gran8", length_granularity=8),
     ]
 
 

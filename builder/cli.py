@@ -56,7 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
                             "--intra_op_threads = cores works best")
     build.add_argument("--length_granularity", type=int,
                        help="the ONNX step (python backend) runs a batch's windows in groups of similar length, "
-                            "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 32 on cpu)")
+                            "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 8 on cpu)")
     build.add_argument("--optimize", choices=["on", "off"],
                        help="fuse the graph with onnxruntime's transformer optimizer (contrib ops, onnxruntime "
                             "only; default: on for gpu, off for cpu)")

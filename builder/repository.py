@@ -73,7 +73,7 @@ class RepositorySettings:
     intra_op_threads: int = 0  # 0: onnxruntime's default (all cores)
     onnx_instance_count: int = 1
     dynamic_batching: bool = True
-    length_granularity: int = 32
+    length_granularity: int = 8
     tensorrt: bool = False
     precision: str = "fp32"
     language: str = ""  # the model's language (a hub LoRA's): default for the length priors

@@ -30,7 +30,7 @@ def split_rows(output: np.ndarray, rows: list[int], seqs: list[int]) -> list[np.
     return [output[a:b, :seq] for a, b, seq in zip(bounds[:-1], bounds[1:], seqs)]
 
 
-def length_buckets(lengths: np.ndarray, granularity: int = 32) -> list[np.ndarray]:
+def length_buckets(lengths: np.ndarray, granularity: int = 8) -> list[np.ndarray]:
     """Row indices grouped by real length (rounded up to ``granularity``), shortest first.
 
     Each group can run trimmed to its own longest row, so a short window is not padded to the longest
@@ -41,7 +41,7 @@ def length_buckets(lengths: np.ndarray, granularity: int = 32) -> list[np.ndarra
     return np.split(order, bounds)
 
 
-def run_by_length(run, input_ids: np.ndarray, attention_mask: np.ndarray, granularity: int = 32) -> np.ndarray:
+def run_by_length(run, input_ids: np.ndarray, attention_mask: np.ndarray, granularity: int = 8) -> np.ndarray:
     """``run(ids, mask) -> logits [rows, seq]`` called once per length bucket; positions past a row's
     bucket length (all padding) get logit 0, which nothing downstream reads."""
     if granularity <= 0:
