@@ -471,7 +471,7 @@ def sweep_variants(base: Variant, device: str) -> list[Variant]:
         replace(base, name=f"{split}-batching", instance_count=instances, onnx_instance_count=instances,
                 intra_op_threads=threads, dynamic_batching=True),
         replace(base, name="pad16", pad_to_multiple_of=16),
-        replace(base, name="gran8", length_granularity=8),
+        replace(base, name="gran32", length_granularity=32),  # the CPU default before 55b0aef
     ]
 
 
