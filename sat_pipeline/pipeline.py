@@ -135,7 +135,7 @@ def _segment_each(texts, probs, batch, options, threshold, language) -> Segmente
     starts, ends, paragraphs, sentences = [], [], [], []
     counts = np.zeros(len(texts), dtype=np.int32)
     paragraph_counts = np.zeros(len(texts), dtype=np.int32)
-    offsets = np.cumsum(batch.lengths) - batch.lengths
+    offsets = batch.starts
     for index, text in enumerate(texts):
         p = probs[offsets[index]: offsets[index] + len(text)]
         s, e, strings, para, paragraph_counts[index] = _segment_text(index, text, p, options, threshold, language)

@@ -31,20 +31,52 @@ def _prev_non_space(is_space: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(index).astype(np.int64) if len(index) else index.astype(np.int64)
 
 
-def boundary_spans(is_space: np.ndarray, boundaries: np.ndarray, strip_whitespace: bool) -> Spans:
-    """wtpsplit's ``indices_to_sentences``: cut after each boundary index and the whitespace after it,
-    drop empty pieces, optionally strip whitespace from both ends (pieces that become empty go)."""
-    n = len(is_space)
-    next_ns = _next_non_space(is_space)
-    cuts = next_ns[np.asarray(boundaries, dtype=np.int64) + 1]
-    edges = np.concatenate(([0], cuts, [n])).astype(np.int64)
-    starts, ends = edges[:-1], edges[1:]
+def batch_boundary_spans(is_space: np.ndarray, lengths: np.ndarray, boundaries: np.ndarray,
+                         strip_whitespace: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """wtpsplit's ``indices_to_sentences`` for every text of a batch at once: cut after each boundary
+    index and the whitespace after it, drop empty pieces, optionally strip whitespace from both ends
+    (pieces that become empty go).
+
+    ``is_space`` covers all texts concatenated, ``lengths`` gives each text's share and ``boundaries``
+    (sorted) index into the concatenation. Returns ``(owner, starts, ends)``: each piece's text and its
+    ``[start, end)`` in the concatenation, texts in order.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    boundaries = np.asarray(boundaries, dtype=np.int64)
+    text_ends = np.cumsum(lengths)
+    text_starts = text_ends - lengths
+    next_ns = _next_non_space(is_space)  # across texts; capped at each text's end below
+    owner_of_cut = np.searchsorted(text_ends, boundaries, side="right")
+    cuts = np.minimum(next_ns[boundaries + 1], text_ends[owner_of_cut])
+    # every non-empty text is cut into (its boundaries + 1) pieces: [start, cut_1), ..., [cut_k, end)
+    nonempty = np.flatnonzero(lengths > 0)
+    per_text = np.bincount(owner_of_cut, minlength=len(lengths))[nonempty] + 1
+    first = np.cumsum(per_text) - per_text
+    owner = np.repeat(nonempty, per_text)
+    opens_text = np.zeros(len(owner), dtype=bool)
+    opens_text[first] = True
+    closes_text = np.zeros(len(owner), dtype=bool)
+    closes_text[first + per_text - 1] = True
+    starts = np.empty(len(owner), dtype=np.int64)
+    starts[opens_text] = text_starts[nonempty]
+    starts[~opens_text] = cuts
+    ends = np.empty(len(owner), dtype=np.int64)
+    ends[closes_text] = text_ends[nonempty]
+    ends[~closes_text] = cuts
     if strip_whitespace:
+        # ends never pass their text's end, so next_ns needs no cap here; a kept piece has a non-space
+        # character in it, so the previous non-space of its end stays inside its text
         prev_ns = _prev_non_space(is_space)
         starts = np.minimum(next_ns[starts], ends)
         ends = np.where(ends > starts, prev_ns[np.maximum(ends - 1, 0)] + 1, starts)
     keep = ends > starts
-    return starts[keep], ends[keep]
+    return owner[keep], starts[keep], ends[keep]
+
+
+def boundary_spans(is_space: np.ndarray, boundaries: np.ndarray, strip_whitespace: bool) -> Spans:
+    """:func:`batch_boundary_spans` of one text."""
+    _, starts, ends = batch_boundary_spans(is_space, np.array([len(is_space)]), boundaries, strip_whitespace)
+    return starts, ends
 
 
 def split_on_newlines(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -83,46 +115,18 @@ def batch_sentence_spans(
 
     ``cps`` and ``probs`` hold all texts' code points and probabilities concatenated, ``lengths`` the
     code points per text. Returns ``(owner, starts, ends)``: each sentence's text index and its
-    ``[start, end)`` within that text, texts in order. One pass of array operations over the batch,
-    the same cuts as :func:`boundary_spans` and :func:`split_on_newlines` text by text.
+    ``[start, end)`` within that text, texts in order: :func:`batch_boundary_spans`, then
+    :func:`split_on_newlines`, once over the whole batch.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    text_ends = np.cumsum(lengths)
-    text_starts = text_ends - lengths
-    is_space = space_mask(cps)
-    next_ns = _next_non_space(is_space)  # across texts; capped at each text's end below
     boundaries = np.flatnonzero(np.asarray(probs) > np.float32(threshold))
-    owner_of_cut = np.searchsorted(text_ends, boundaries, side="right")
-    cuts = np.minimum(next_ns[boundaries + 1], text_ends[owner_of_cut])
-    # every non-empty text is cut into (its boundaries + 1) pieces: [start, cut_1), ..., [cut_k, end)
-    nonempty = np.flatnonzero(lengths > 0)
-    per_text = np.bincount(owner_of_cut, minlength=len(lengths))[nonempty] + 1
-    first = np.cumsum(per_text) - per_text
-    owner = np.repeat(nonempty, per_text)
-    opens_text = np.zeros(len(owner), dtype=bool)
-    opens_text[first] = True
-    closes_text = np.zeros(len(owner), dtype=bool)
-    closes_text[first + per_text - 1] = True
-    starts = np.empty(len(owner), dtype=np.int64)
-    starts[opens_text] = text_starts[nonempty]
-    starts[~opens_text] = cuts
-    ends = np.empty(len(owner), dtype=np.int64)
-    ends[closes_text] = text_ends[nonempty]
-    ends[~closes_text] = cuts
-    if strip_whitespace:
-        # ends never pass their text's end, so next_ns needs no cap here; a kept piece has a non-space
-        # character in it, so the previous non-space of its end stays inside its text
-        prev_ns = _prev_non_space(is_space)
-        starts = np.minimum(next_ns[starts], ends)
-        ends = np.where(ends > starts, prev_ns[np.maximum(ends - 1, 0)] + 1, starts)
-    keep = ends > starts
-    owner, starts, ends = owner[keep], starts[keep], ends[keep]
+    owner, starts, ends = batch_boundary_spans(space_mask(cps), lengths, boundaries, strip_whitespace)
     if split_on_input_newlines and len(starts) and bool((cps == 0x0A).any()):
         last = np.ones(len(owner), dtype=bool)
         last[:-1] = owner[1:] != owner[:-1]
         source, starts, ends = split_on_newlines(cps, starts, ends, last)
         owner = owner[source]
-    offset = text_starts[owner]
+    offset = (np.cumsum(lengths) - lengths)[owner]
     return owner, starts - offset, ends - offset
 
 
