@@ -97,14 +97,11 @@ def build(args: argparse.Namespace) -> int:
     for flag, value in build_defaults(args.device).items():  # builder/defaults.py: chosen by measurement
         if getattr(args, flag) is None:
             setattr(args, flag, value)
-    for flag in ("tokenizer_instance_count", "postprocessor_instance_count"):
-        if getattr(args, flag) is None:
-            setattr(args, flag, args.instance_count)
     if args.intra_op_threads < 0:
         raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
     for flag in ("max_batch_size", "instance_count", "tokenizer_instance_count", "postprocessor_instance_count",
                  "onnx_instance_count", "model_version", "pad_to_multiple_of"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:  # a step's own count: None = --instance_count
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
