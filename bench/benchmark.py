@@ -12,7 +12,7 @@ What it does (everything on the same checkpoint, tokenizer and corpus):
    (3 layers, hidden 768, 12 heads, intermediate 3072, vocabulary 250,002), an XLM-R-style Unigram
    tokenizer trained on a generated multilingual corpus, and an ONNX file in the form wtpsplit's
    ``SaT(..., ort_providers=...)`` loads (``model_optimized.onnx``);
-2. builds a model repository with ``python -m builder build`` and serves it with tritonserver;
+2. builds a model repository with ``python -m sat_triton.builder build`` and serves it with tritonserver;
 3. drives the server with concurrent gRPC clients (threads, one client each) at several
    texts-per-request settings, plus ``client.SaT`` and one ``async_infer`` client, and times a short
    text on the idle server;
@@ -282,8 +282,8 @@ def export_wtpsplit_onnx(checkpoint_dir: Path, out: Path) -> Path:
     import onnx
     import torch
 
-    from builder import checkpoint as builder_checkpoint
-    from builder import modeling
+    from sat_triton.builder import checkpoint as builder_checkpoint
+    from sat_triton.builder import modeling
 
     log("exporting the ONNX model for wtpsplit's SaT(..., ort_providers=...)")
     network = modeling.load_network(builder_checkpoint.resolve(str(checkpoint_dir)))
@@ -409,14 +409,14 @@ def patch_configs(repo: Path, variant: Variant) -> None:
 
 def build_repository(args, variant: Variant, checkpoint_dir: Path, tokenizer_dir: Path, out: Path,
                      same_flags_as: Path | None = None) -> Path:
-    """``python -m builder build`` as a user runs it, with the variant's flags (cached by them); with
+    """``python -m sat_triton.builder build`` as a user runs it, with the variant's flags (cached by them); with
     ``same_flags_as`` (a repository built with the same build flags) that one is hard-linked instead and
     the variant's config-only settings (instances, queue delay, threads, dynamic batching, length
     granularity) are patched into its config.pbtxt files, as the builder renders them."""
     common = ["--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
               "--triton_model_name", TRITON_NAME, "--device", args.device, "--onnx_backend", args.onnx_backend,
               *variant.flags()]
-    cmd = [sys.executable, "-m", "builder", "build", "--output_dir", str(out), *common, *variant.config_flags()]
+    cmd = [sys.executable, "-m", "sat_triton.builder", "build", "--output_dir", str(out), *common, *variant.config_flags()]
     spec = {"flags": common, "variant": asdict(variant),
             "checkpoint": json.loads((checkpoint_dir / ".bench-stamp.json").read_text()),
             "source": _source_digest()}
@@ -480,7 +480,7 @@ def _source_digest() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for folder in ("builder", "model_repository_templates", "sat_pipeline"):
+    for folder in ("builder", "model_repository_templates", "sat_pipeline", "sat_triton"):
         for path in sorted((ROOT / folder).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(ROOT)).encode())
@@ -877,7 +877,7 @@ def print_stats(title: str, delta: dict, cpu: dict | None = None, others: float 
 # ------------------------------------------------------------------------------------------------
 def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: int, settings: list[tuple[int, int]],
                extras: bool, reference: list | None, logdir: Path, alone) -> tuple[list[Row], list[dict], dict]:
-    from builder.server import TritonServer, free_port
+    from sat_triton.builder.server import TritonServer, free_port
 
     chars = sum(map(len, corpus))
     rows: list[Row] = []
@@ -943,7 +943,7 @@ def run_server(args, variant: Variant, repo: Path, corpus: list[str], tokens: in
         if extras:
             best_per_request = max(s[0] for s in settings)
             concurrency = max(s[1] for s in settings)
-            from client import SaT as TritonSaT
+            from sat_triton.client import SaT as TritonSaT
 
             sat = TritonSaT(TRITON_NAME, triton_url=url, triton_model_name=TRITON_NAME, concurrency=concurrency)
             list(sat.split(corpus[:8], batch_size=best_per_request))
@@ -1325,7 +1325,7 @@ def main(argv=None) -> int:
                         help="layers,hidden,heads,intermediate,vocab of the generated checkpoint (default: sat-3l-sm)")
     args = parser.parse_args(argv)
     gpu = args.device == "gpu"
-    from builder.defaults import build_defaults
+    from sat_triton.builder.defaults import build_defaults
 
     for key, value in build_defaults(args.device).items():  # what `sat-triton build --device X` renders
         if getattr(args, key) is None:

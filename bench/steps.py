@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import benchmark  # noqa: E402  (the corpus generator and tokenizer of the end-to-end benchmark)
-from sat_pipeline.options import parse_options  # noqa: E402
-from sat_pipeline.pipeline import TokenizerSettings, finish, output_arrays, prepare  # noqa: E402
-from sat_pipeline.texts import decode_texts  # noqa: E402
-from sat_pipeline.tokenization import load_tokenizer  # noqa: E402
+from sat_triton.pipeline.options import parse_options  # noqa: E402
+from sat_triton.pipeline.pipeline import TokenizerSettings, finish, output_arrays, prepare  # noqa: E402
+from sat_triton.pipeline.texts import decode_texts  # noqa: E402
+from sat_triton.pipeline.tokenization import load_tokenizer  # noqa: E402
 
 
 def best_seconds(run, repeat: int) -> float:

@@ -1,5 +1,5 @@
 """sat-triton's builder: SaT checkpoint -> ONNX -> a Triton model repository, and a local server."""
 
-from sat_pipeline import __version__
+from sat_triton import __version__
 
 __all__ = ["__version__"]

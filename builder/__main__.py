@@ -1,3 +1,3 @@
-from builder.cli import main
+from sat_triton.builder.cli import main
 
 raise SystemExit(main())

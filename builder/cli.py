@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from client.sat import default_triton_name
+from sat_triton.client.sat import default_triton_name
 
 from .errors import BuildError
 
@@ -87,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sat_pipeline.options import default_threshold
+    from sat_triton.pipeline.options import default_threshold
 
     from . import checkpoint, export, lora, modeling, repository, tokenizer
     from .defaults import build_defaults

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sat_pipeline import wire
+from sat_triton.pipeline import wire
 
 from .errors import BuildError
 

@@ -3,7 +3,7 @@
 Templates hold ``${placeholders}`` filled strictly (``string.Template.substitute``: a missing value is
 an error, never a leftover ``${...}``); every rendered ``config.pbtxt`` is parsed into Triton's
 ``ModelConfig`` protobuf so a bad render fails here, not in the server. Tensor names come from
-:mod:`sat_pipeline.wire` and the exported ONNX graph.
+:mod:`sat_triton.pipeline.wire` and the exported ONNX graph.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import hashlib
 import shutil
 import string
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-import sat_pipeline
-from sat_pipeline import wire
+import sat_triton.pipeline as sat_pipeline
+from sat_triton.pipeline import wire
 
 from .errors import BuildError
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository_templates"
+# Package data (model_repository_templates/ in the repository), found the same way in a checkout and a wheel.
+TEMPLATES = resources.files("sat_triton.model_repository_templates")
 PIPELINE_PACKAGE = Path(sat_pipeline.__file__).resolve().parent
 
 ONNX_TO_TRITON = {"INT64": "TYPE_INT64", "INT32": "TYPE_INT32", "FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16"}
@@ -83,7 +85,7 @@ def wire_names() -> dict[str, str]:
     return {name: value for name, value in vars(wire).items() if name.isupper() and isinstance(value, str)}
 
 
-def render(template: Path, values: dict[str, object]) -> str:
+def render(template, values: dict[str, object]) -> str:
     """Fill ``template`` strictly and check the result is a valid Triton model config."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
@@ -120,7 +122,7 @@ def _write_python_model(root: Path, template: str, name: str, version: int, valu
     version_dir = model_dir / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(render(TEMPLATES / template / "config.pbtxt", {**values, "name": name}))
-    shutil.copy2(TEMPLATES / template / "1" / "model.py", version_dir / "model.py")
+    (version_dir / "model.py").write_bytes((TEMPLATES / template / "1" / "model.py").read_bytes())
     _copy_pipeline(version_dir)
     return version_dir
 

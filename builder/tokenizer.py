@@ -54,7 +54,7 @@ def save_tokenizer(tokenizer_name_or_path: str, out_file: Path) -> TokenizerInfo
 
 
 def _check_same_encoding(hf, tokenizer_file: Path) -> None:
-    from sat_pipeline.tokenization import load_tokenizer
+    from sat_triton.pipeline.tokenization import load_tokenizer
 
     served = load_tokenizer(str(tokenizer_file))
     reference = hf(SAMPLES, add_special_tokens=False, return_offsets_mapping=True, verbose=False)

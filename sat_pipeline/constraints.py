@@ -5,7 +5,7 @@ wtpsplit takes this branch when ``max_length is not None or min_length > 1`` (``
 ``split_on_input_newlines`` are then ignored). Per text (or per paragraph) it
 
 1. builds the prior from ``prior_kwargs`` plus ``max_length`` (and ``lang_code`` from the model's
-   ``language``): :func:`local_prior_kwargs`, :func:`sat_pipeline.priors.create_prior`;
+   ``language``): :func:`local_prior_kwargs`, :func:`sat_triton.pipeline.priors.create_prior`;
 2. picks split positions with ``constrained_segmentation`` (Viterbi or greedy over the per-character
    probabilities): :func:`constrained_boundaries`;
 3. cuts the text there, extends every piece over the whitespace after it and then repairs length
@@ -625,7 +625,7 @@ def paragraph_constrained_spans(text: str, probs: np.ndarray, paragraph_threshol
                                 max_length: int | None, prior_type: str = "uniform",
                                 prior_kwargs: dict | None = None, algorithm: str = "viterbi",
                                 strip_whitespace: bool = False, language: str | None = None) -> tuple[Spans, np.ndarray]:
-    """Like :func:`sat_pipeline.segmentation.paragraph_sentence_spans`: the spans and each one's paragraph."""
+    """Like :func:`sat_triton.pipeline.segmentation.paragraph_sentence_spans`: the spans and each one's paragraph."""
     pieces, owners, _ = paragraph_constrained_pieces(text, probs, paragraph_threshold, min_length, max_length,
                                                      prior_type, prior_kwargs, algorithm, strip_whitespace, language)
     return pieces.spans, owners

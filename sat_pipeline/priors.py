@@ -3,11 +3,11 @@
 :func:`create_prior` builds the same scalar function ``create_prior_function`` does (the formulas are
 copied verbatim, so every value is bit-identical, warts and all) and wraps it in a :class:`Prior` that
 also tabulates it over all lengths at once for the vectorised Viterbi/greedy in
-:mod:`sat_pipeline.constraints`. The table is filled by calling the scalar formula once per length
+:mod:`sat_triton.pipeline.constraints`. The table is filled by calling the scalar formula once per length
 (memoised), not by re-deriving it in numpy: numpy's ``x ** 2`` is ``x * x`` while Python's float
 ``** 2`` calls libm ``pow``, so a numpy rewrite could differ in the last bit and flip a tie.
 
-Bad ``prior_kwargs`` become :class:`~sat_pipeline.errors.RequestError` naming the option. wtpsplit
+Bad ``prior_kwargs`` become :class:`~sat_triton.pipeline.errors.RequestError` naming the option. wtpsplit
 itself only raises ``ValueError("Unknown prior: ...")``; for everything else it would crash with a
 ``TypeError``/``ZeroDivisionError``/``OverflowError`` from inside the formula (at creation or on the first
 call). Here exactly those cases are refused, eagerly (on creation, by evaluating the prior at length
@@ -208,7 +208,7 @@ class Prior:
 def create_prior(prior_type: str, prior_kwargs: dict | None) -> Prior:
     """wtpsplit's ``create_prior_function(prior_type, prior_kwargs)`` as a :class:`Prior`.
 
-    ``prior_kwargs`` is used as given (apply :func:`sat_pipeline.constraints.local_prior_kwargs` first
+    ``prior_kwargs`` is used as given (apply :func:`sat_triton.pipeline.constraints.local_prior_kwargs` first
     to add ``max_length``/``lang_code`` the way ``SaT.split`` does). Raises :class:`RequestError` for an
     unknown ``prior_type`` and for kwargs with which wtpsplit's formula raises.
     """

@@ -43,12 +43,12 @@ def main() -> int:
         model, tokenizer = args.model, args.tokenizer or "facebookAI/xlm-roberta-base"
 
     repository = workdir / "model_repository"
-    subprocess.run([sys.executable, "-m", "builder", "build", "--model_name_or_path", model,
+    subprocess.run([sys.executable, "-m", "sat_triton.builder", "build", "--model_name_or_path", model,
                     "--tokenizer_name_or_path", tokenizer, "--output_dir", str(repository),
                     "--triton_model_name", "sat", "--device", "cpu", "--onnx_backend", "python"], check=True)
 
-    from builder.server import TritonServer, free_port
-    from client import SaT
+    from sat_triton.builder.server import TritonServer, free_port
+    from sat_triton.client import SaT
 
     with TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                       extra_args=["--exit-timeout-secs=3"]) as server:

@@ -31,7 +31,7 @@ def docker_unavailable_reason() -> str | None:
 
 
 def start_local(repository: Path, models: list[str]):
-    from builder.server import TritonServer, free_port
+    from sat_triton.builder.server import TritonServer, free_port
 
     server = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                           extra_args=["--exit-timeout-secs=3"])
@@ -49,7 +49,7 @@ def start_container(repository: Path, models: list[str]):
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.image import DockerImage
 
-    from client import wait_until_ready
+    from sat_triton.client import wait_until_ready
 
     image = DockerImage(path=str(ROOT), dockerfile_path="Dockerfile.triton", tag="sat-triton:test")
     image.build()
@@ -81,7 +81,7 @@ def build_repository(checkpoint: Path, tokenizer: Path, out: Path, name: str, *e
     """Run the real CLI, as a user would."""
     import sys
 
-    cmd = [sys.executable, "-m", "builder", "build", "--model_name_or_path", str(checkpoint),
+    cmd = [sys.executable, "-m", "sat_triton.builder", "build", "--model_name_or_path", str(checkpoint),
            "--tokenizer_name_or_path", str(tokenizer), "--output_dir", str(out), "--triton_model_name", name,
            "--device", "cpu", "--onnx_backend", "python", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)

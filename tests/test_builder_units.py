@@ -5,9 +5,9 @@ import string
 
 import pytest
 
-from builder import repository
-from builder.cli import default_triton_name, main
-from builder.errors import BuildError
+from sat_triton.builder import repository
+from sat_triton.builder.cli import default_triton_name, main
+from sat_triton.builder.errors import BuildError
 
 
 def test_default_names():
@@ -36,7 +36,7 @@ def test_every_template_renders_strictly_and_parses():
 
 
 def test_ensemble_maps_use_the_wire_names():
-    from sat_pipeline import wire
+    from sat_triton.pipeline import wire
 
     text = (repository.TEMPLATES / "ensemble" / "config.pbtxt").read_text()
     for placeholder in set(re.findall(r"\$\{(\w+)\}", text)) - {"name", "tokenizer_model", "onnx_model",
@@ -45,8 +45,8 @@ def test_ensemble_maps_use_the_wire_names():
 
 
 def test_client_wire_copy_matches():
-    import client.wire as client_wire
-    from sat_pipeline import wire
+    import sat_triton.client.wire as client_wire
+    from sat_triton.pipeline import wire
 
     for name in ("TEXT", "SENTENCES", "SENTENCE_COUNTS", "SENTENCE_SPANS", "SENTENCE_PARAGRAPH", "PARAGRAPH_COUNTS",
                  "TOO_MANY_CHUNKS"):
@@ -76,7 +76,7 @@ def test_serve_refuses_an_empty_repository(tmp_path, capsys):
 
 
 def test_onnxruntime_backend_repository_is_refused_by_the_bundled_server(tmp_path):
-    from builder.server import TritonServerError, check_repository_servable, find_tritonserver
+    from sat_triton.builder.server import TritonServerError, check_repository_servable, find_tritonserver
 
     install = find_tritonserver()
     if not install.bundled:
@@ -96,7 +96,7 @@ def _configs(root, name):
 
 def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, capsys):
     """builder/defaults.py per --device: what the H100 and CPU measurements chose."""
-    from builder.defaults import build_defaults
+    from sat_triton.builder.defaults import build_defaults
 
     common = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir)]
     assert main([*common, "--output_dir", str(tmp_path / "gpu"), "--triton_model_name", "g", "--device", "gpu"]) == 0
@@ -146,7 +146,7 @@ def test_optimized_graph_is_checked_and_fused(checkpoint_dir, tmp_path):
     """--optimize runs onnxruntime's transformer optimizer; the result must still pass the PyTorch check."""
     import onnx
 
-    from builder import checkpoint, export, modeling
+    from sat_triton.builder import checkpoint, export, modeling
 
     ckpt = checkpoint.resolve(str(checkpoint_dir))
     network, vocab = modeling.load_network(ckpt), int(ckpt.config["vocab_size"])

@@ -1,6 +1,6 @@
 """client.SaT's request grouping, without a server."""
 
-from client.sat import SaT, default_triton_name
+from sat_triton.client.sat import SaT, default_triton_name
 
 
 class FakeSaT(SaT):

@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from sat_pipeline import constraints
-from sat_pipeline.constraints import (
+from sat_triton.pipeline import constraints
+from sat_triton.pipeline.constraints import (
     constrained_boundaries,
     constrained_pieces,
     constrained_spans,
@@ -14,8 +14,8 @@ from sat_pipeline.constraints import (
     paragraph_constrained_pieces,
     paragraph_constrained_spans,
 )
-from sat_pipeline.errors import RequestError
-from sat_pipeline.priors import create_prior, get_language_defaults
+from sat_triton.pipeline.errors import RequestError
+from sat_triton.pipeline.priors import create_prior, get_language_defaults
 
 wtp_utils = pytest.importorskip("wtpsplit.utils")
 wtp_constraints = pytest.importorskip("wtpsplit.utils.constraints")

@@ -434,7 +434,7 @@ def test_docs_repeat_the_shipped_prometheus_snippets():
 
 
 def test_docs_build_commands_parse_with_the_cli():
-    from builder.cli import _build_parser
+    from sat_triton.builder.cli import _build_parser
 
     commands = shell_commands("sat-triton build")
     assert len(commands) >= 3
@@ -462,7 +462,7 @@ def test_docs_docker_commands_use_the_image_as_built():
 
 
 def test_docs_curl_request_is_a_valid_v2_request():
-    from sat_pipeline import wire
+    from sat_triton.pipeline import wire
 
     (curl,) = [c for c in shell_commands("curl") if "-d" in c]
     url = next(w for w in curl if "/v2/models/" in w)
@@ -509,7 +509,7 @@ def _http(url: str, method: str = "GET", headers: dict | None = None) -> int:
 def test_image_command_and_documented_flags_run_on_tritonserver_2_51():
     """CMD's flags and the docs' restricted-API flags are accepted by tritonserver 2.51, the probe
     URLs answer 200, and the restricted groups want the documented header (HTTP and gRPC)."""
-    from builder.server import TritonServer, TritonServerError, find_tritonserver, free_port
+    from sat_triton.builder.server import TritonServer, TritonServerError, find_tritonserver, free_port
 
     try:
         find_tritonserver()

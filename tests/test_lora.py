@@ -17,10 +17,10 @@ pytest.importorskip("wtpsplit")
 
 from artifacts import LORA_ALPHA as ALPHA, LORA_RANK as RANK, make_adapter, make_checkpoint  # noqa: E402
 
-from builder import lora  # noqa: E402
-from builder.checkpoint import load_state_dict, resolve  # noqa: E402
-from builder.errors import BuildError  # noqa: E402
-from builder.modeling import load_network  # noqa: E402
+from sat_triton.builder import lora  # noqa: E402
+from sat_triton.builder.checkpoint import load_state_dict, resolve  # noqa: E402
+from sat_triton.builder.errors import BuildError  # noqa: E402
+from sat_triton.builder.modeling import load_network  # noqa: E402
 
 LAYERS, HIDDEN = 2, 32
 
@@ -263,7 +263,7 @@ def test_download_adapter_uses_the_models_loras_folder(tmp_path, monkeypatch):
 
 
 def _cli_has_lora_flags() -> bool:
-    from builder.cli import _build_parser
+    from sat_triton.builder.cli import _build_parser
 
     build = next(a for a in _build_parser()._actions if getattr(a, "choices", None) and "build" in a.choices)
     options = {s for a in build.choices["build"]._actions for s in a.option_strings}
@@ -280,8 +280,8 @@ def test_cli_build_with_lora_path(tmp_path, base_checkpoint, tokenizer_dir, caps
     import numpy as np
     import onnxruntime as ort
 
-    from builder.cli import main
-    from sat_pipeline import wire
+    from sat_triton.builder.cli import main
+    from sat_triton.pipeline import wire
 
     adapter = make_adapter(tmp_path / "adapter", num_labels=3, seed=11)
     out = tmp_path / "repo"
@@ -313,7 +313,7 @@ def test_cli_build_with_lora_path(tmp_path, base_checkpoint, tokenizer_dir, caps
     (["--lora_path", "MISSING"], "is not a directory; pass the adapter directory"),
 ])
 def test_cli_lora_flag_errors(tmp_path, base_checkpoint, tokenizer_dir, capsys, flags, match):
-    from builder.cli import main
+    from sat_triton.builder.cli import main
 
     adapter = make_adapter(tmp_path / "adapter", num_labels=1)
     flags = [str(adapter) if f == "ADAPTER" else str(tmp_path / "missing") if f == "MISSING" else f for f in flags]

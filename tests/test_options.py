@@ -2,8 +2,8 @@
 
 import pytest
 
-from sat_pipeline.errors import RequestError
-from sat_pipeline.options import OPTION_NAMES, Options, default_threshold, parse_options
+from sat_triton.pipeline.errors import RequestError
+from sat_triton.pipeline.options import OPTION_NAMES, Options, default_threshold, parse_options
 
 
 def test_defaults_are_wtpsplits():
@@ -61,7 +61,7 @@ def test_respond_each_answers_bad_requests_alone():
     """A RequestError becomes that request's INVALID_ARG; the other requests still get answers."""
     from types import SimpleNamespace
 
-    from sat_pipeline.responses import respond_each
+    from sat_triton.pipeline.responses import respond_each
 
     class TritonError:
         INVALID_ARG = "INVALID_ARG"

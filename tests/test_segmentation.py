@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sat_pipeline.segmentation import batch_sentence_spans, paragraph_sentence_spans, sentence_spans
-from sat_pipeline.texts import TextBatch
+from sat_triton.pipeline.segmentation import batch_sentence_spans, paragraph_sentence_spans, sentence_spans
+from sat_triton.pipeline.texts import TextBatch
 
 wtp_utils = pytest.importorskip("wtpsplit.utils")
 
@@ -127,7 +127,7 @@ def test_threshold_compares_in_float32():
 def test_whitespace_table_is_str_isspace_for_every_code_point():
     import sys
 
-    from sat_pipeline.texts import space_mask
+    from sat_triton.pipeline.texts import space_mask
 
     every = np.arange(sys.maxunicode + 1, dtype=np.uint32)
     expected = np.array([chr(c).isspace() for c in range(sys.maxunicode + 1)])

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sat(server):
-    from client import SaT
+    from sat_triton.client import SaT
 
     client = SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny")
     yield client
@@ -23,7 +23,7 @@ def sat(server):
 
 @pytest.fixture(scope="module")
 def sat_lookahead(server):
-    from client import SaT
+    from sat_triton.client import SaT
 
     client = SaT("tiny-sat-la", triton_url=server.grpc_url, triton_model_name="tiny_la")
     yield client
@@ -45,7 +45,7 @@ def test_lookahead_model_matches_wtpsplit(sat_lookahead, lookahead_reference):
 
 def test_lora_model_matches_wtpsplit(server, lora_reference):
     """A LoRA adapter (3-label head) merged at build time; default threshold 0.5 as wtpsplit's use_lora."""
-    from client import SaT
+    from sat_triton.client import SaT
 
     sat = SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny_lora")
     texts = multilingual_texts(100, seed=14) + EDGE_CASES
@@ -59,7 +59,7 @@ def test_lora_model_matches_wtpsplit(server, lora_reference):
 def test_fused_batched_model_matches_wtpsplit(server, reference, repository):
     """The GPU defaults' shape (onnxruntime-fused graph, two ONNX instances behind the dynamic batcher,
     merged batches run as one padded call) under concurrent requests of mixed lengths."""
-    from client import SaT
+    from sat_triton.client import SaT
 
     config = (repository / "tiny_fast_onnx" / "config.pbtxt").read_text()
     assert "count: 2 kind: KIND_CPU" in config and "dynamic_batching" in config
@@ -123,7 +123,7 @@ def test_hat_weighting_matches_wtpsplit(sat, reference):
 
 
 def test_http_client_gives_the_same(server, sat):
-    from client import SaT
+    from sat_triton.client import SaT
 
     texts = multilingual_texts(20, seed=6)
     over_http = SaT("tiny-sat-sm", triton_url=server.http_url, triton_model_name="tiny", protocol="http")
@@ -321,12 +321,12 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
     import sys
     import time
 
-    from builder.server import free_port
+    from sat_triton.builder.server import free_port
     from servers import ROOT
 
     grpc_port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "builder", "serve", str(repository), "--http_port", str(free_port()),
+        [sys.executable, "-m", "sat_triton.builder", "serve", str(repository), "--http_port", str(free_port()),
          "--grpc_port", str(grpc_port), "--metrics_port", str(free_port())],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from corpus import EDGE_CASES, long_text, multilingual_texts
-from sat_pipeline.chunking import build_inputs, plan_chunks
-from sat_pipeline.errors import RequestError
-from sat_pipeline.options import Options
-from sat_pipeline.pipeline import model_texts, text_probabilities
-from sat_pipeline.stitching import char_probabilities, stitch_token_logits
-from sat_pipeline.tokenization import load_tokenizer, tokenize
+from sat_triton.pipeline.chunking import build_inputs, plan_chunks
+from sat_triton.pipeline.errors import RequestError
+from sat_triton.pipeline.options import Options
+from sat_triton.pipeline.pipeline import model_texts, text_probabilities
+from sat_triton.pipeline.stitching import char_probabilities, stitch_token_logits
+from sat_triton.pipeline.tokenization import load_tokenizer, tokenize
 
 extract_mod = pytest.importorskip("wtpsplit.extract")
 wtp_utils = pytest.importorskip("wtpsplit.utils")
@@ -107,7 +107,7 @@ def test_no_tokens_gives_a_valid_dummy_batch():
 
 
 def test_run_by_length_trims_each_group_and_keeps_row_order():
-    from sat_pipeline.batching import length_buckets, merge_rows, run_by_length, split_rows
+    from sat_triton.pipeline.batching import length_buckets, merge_rows, run_by_length, split_rows
 
     rng = np.random.default_rng(0)
     lengths = np.array([5, 70, 33, 64, 2, 130, 31])

@@ -1,4 +1,4 @@
-from sat_pipeline.threads import cpu_threads_per_instance
+from sat_triton.pipeline.threads import cpu_threads_per_instance
 
 
 def test_cpu_instances_share_the_cores_unless_threads_are_set():
