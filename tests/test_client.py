@@ -253,41 +253,53 @@ def certificates(tmp_path_factory):
     return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
-def test_grpc_with_mutual_tls(repository, certificates, server):
+@pytest.fixture(scope="module")
+def tls_server(repository, certificates):
+    """tritonserver with gRPC over mutual TLS (its own --grpc-use-ssl flags) and a verbose log, which
+    shows what the server saw of a cancelled request."""
     from sat_triton.builder.server import TritonServer, free_port
 
     tls = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                       model_control_mode="explicit",
-                       extra_args=["--load-model=tiny", "--exit-timeout-secs=3", "--grpc-use-ssl=true",
-                                   "--grpc-use-ssl-mutual=true", f"--grpc-server-cert={certificates.server_cert}",
-                                   f"--grpc-server-key={certificates.server_key}",
-                                   f"--grpc-root-cert={certificates.ca}"])
+                       model_control_mode="explicit", log_verbose=1,
+                       extra_args=["--load-model=tiny", "--load-model=tiny_long", "--exit-timeout-secs=3",
+                                   "--grpc-use-ssl=true", "--grpc-use-ssl-mutual=true",
+                                   f"--grpc-server-cert={certificates.server_cert}",
+                                   f"--grpc-server-key={certificates.server_key}", f"--grpc-root-cert={certificates.ca}"])
     tls.start()
     try:
-        tls.wait_ready(["tiny"], timeout=180)
-        texts = multilingual_texts(5, seed=34)
-        with SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny") as plain:
-            expected = list(plain.split(texts))
-        mutual = {"ssl": True, "root_certificates": str(certificates.ca),
-                  "private_key": str(certificates.client_key), "certificate_chain": str(certificates.client_cert)}
-        with SaT("tiny-sat-sm", triton_url=tls.grpc_url, triton_model_name="tiny", **mutual) as sat:
-            assert list(sat.split(texts)) == expected
-
-        async def asynchronous():
-            async with AsyncSaT("tiny-sat-sm", triton_url=tls.grpc_url, triton_model_name="tiny", **mutual) as sat:
-                return await sat.split(texts)
-
-        assert asyncio.run(asynchronous()) == expected
-        refused = [{},  # plaintext to a TLS port
-                   {"ssl": True, "root_certificates": str(certificates.ca)},  # no client certificate
-                   dict(mutual, root_certificates=str(certificates.other_ca))]  # server not trusted
-        for settings in refused:
-            with SaT("tiny-sat-sm", triton_url=tls.grpc_url, triton_model_name="tiny", retry=None, timeout=10,
-                     **settings) as sat:
-                with pytest.raises(SaTUnavailableError):
-                    sat.split(texts[0])
+        tls.wait_ready(["tiny", "tiny_long"], timeout=180)
+        yield tls
     finally:
         tls.stop()
+
+
+@pytest.fixture(scope="module")
+def mutual_tls(certificates):
+    return {"ssl": True, "root_certificates": str(certificates.ca), "private_key": str(certificates.client_key),
+            "certificate_chain": str(certificates.client_cert)}
+
+
+def test_grpc_with_mutual_tls(tls_server, mutual_tls, certificates, server):
+    texts = multilingual_texts(5, seed=34)
+    with SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny") as plain:
+        expected = list(plain.split(texts))
+    with SaT("tiny-sat-sm", triton_url=tls_server.grpc_url, triton_model_name="tiny", **mutual_tls) as sat:
+        assert list(sat.split(texts)) == expected
+
+    async def asynchronous():
+        async with AsyncSaT("tiny-sat-sm", triton_url=tls_server.grpc_url, triton_model_name="tiny",
+                            **mutual_tls) as sat:
+            return await sat.split(texts)
+
+    assert asyncio.run(asynchronous()) == expected
+    refused = [{},  # plaintext to a TLS port
+               {"ssl": True, "root_certificates": str(certificates.ca)},  # no client certificate
+               dict(mutual_tls, root_certificates=str(certificates.other_ca))]  # server not trusted
+    for settings in refused:
+        with SaT("tiny-sat-sm", triton_url=tls_server.grpc_url, triton_model_name="tiny", retry=None, timeout=10,
+                 **settings) as sat:
+            with pytest.raises(SaTUnavailableError):
+                sat.split(texts[0])
 
 
 def test_https(server, certificates):
@@ -352,11 +364,14 @@ def test_asyncio_timeout_and_closed():
     asyncio.run(run())
 
 
-def test_cancelling_the_task_cancels_the_request(server):
+def test_cancelling_the_task_cancels_the_request(tls_server, mutual_tls):
     text = long_text(6000, seed=38)  # seconds of server work
+    told = "Cancellation notification received for ModelInferHandler"
+    before = tls_server.log_text().count(told)
 
     async def run():
-        async with AsyncSaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny") as sat:
+        async with AsyncSaT("tiny-sat-sm", triton_url=tls_server.grpc_url, triton_model_name="tiny",
+                            **mutual_tls) as sat:
             await sat.max_windows()
             task = asyncio.ensure_future(sat.split(text))
             await asyncio.sleep(0.3)
@@ -370,3 +385,4 @@ def test_cancelling_the_task_cancels_the_request(server):
 
     waited, after = asyncio.run(run())
     assert waited < 1.0 and after
+    wait_for(lambda: tls_server.log_text().count(told) > before, 10, "tritonserver was not told of the cancellation")
