@@ -12,17 +12,18 @@ import asyncio
 from typing import Any, Awaitable, Iterable, TypeVar
 
 from . import wire
-from .batching import default_triton_name, groups, per_text, per_text_probs, proba_parameters, split_parameters
-from .connection import SPLIT_OUTPUTS, Connection, decode_probs, decode_split
+from .base import ClientSettings
+from .batching import groups, per_text, per_text_probs, proba_parameters, split_parameters
+from .connection import SPLIT_OUTPUTS, decode_probs, decode_split
 from .errors import SaTClosedError, SaTRequestError
-from .retry import RetryPolicy, acall_with_retry
-from .sat import DEFAULT_RETRY, _needs_long_model
+from .retry import acall_with_retry
+from .sat import _needs_long_model
 
 T = TypeVar("T")
 
 
-class AsyncSaT:
-    """Sentence segmentation by a sat-triton server, for asyncio. See :class:`SaT` for the arguments.
+class AsyncSaT(ClientSettings):
+    """Sentence segmentation by a sat-triton server, for asyncio; the arguments are :class:`SaT`'s.
 
     ::
 
@@ -31,28 +32,9 @@ class AsyncSaT:
             per_text = await sat.split(["First text.", "Second one."])   # a list of lists, in order
     """
 
-    def __init__(self, model: str = "sat-3l-sm", triton_url: str = "localhost:8001",
-                 triton_model_name: str | None = None, protocol: str = "grpc", concurrency: int = 4,
-                 timeout: float | None = None, language: str | None = None, *,
-                 retry: RetryPolicy | None = DEFAULT_RETRY, ssl: bool = False, root_certificates: str | None = None,
-                 private_key: str | None = None, certificate_chain: str | None = None,
-                 headers: dict[str, str] | None = None):
-        self.model = model
-        self.language = language
-        self.triton_model_name = triton_model_name or default_triton_name(model)
-        self.long_model_name = f"{self.triton_model_name}_long"
-        self.concurrency = max(1, int(concurrency))
-        self.retry = retry
-        self.connection = Connection(triton_url, protocol, timeout, ssl, root_certificates, private_key,
-                                     certificate_chain, dict(headers or {}))
+    def _start(self) -> None:
         self._client: Any = None
         self._slots: asyncio.Semaphore | None = None
-        self._closed = False
-        self._max_windows: int | None = None
-
-    triton_url = property(lambda self: self.connection.url)
-    protocol = property(lambda self: self.connection.protocol)
-    timeout = property(lambda self: self.connection.timeout)
 
     # -- lifetime ----------------------------------------------------------------------------------
     async def __aenter__(self) -> "AsyncSaT":

@@ -60,47 +60,41 @@ def _plan(policy: RetryPolicy | None) -> RetryPolicy:
     return NO_RETRY if policy is None else policy
 
 
+def _pause(policy: RetryPolicy, delays: Iterator[float], start: float, kind: str) -> float | None:
+    """The pause before the next attempt, or None when this failure is final."""
+    pause = next(delays, None) if kind in RETRYABLE else None
+    if pause is None or time.monotonic() - start + pause > policy.max_elapsed:
+        return None
+    return pause
+
+
 def call_with_retry(attempt: Callable[[], T], policy: RetryPolicy | None) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the policy runs out; raise a SaTError."""
     policy = _plan(policy)
-    start = time.monotonic()
-    delays = policy.delays()
-    attempts = 0
+    start, delays, attempts = time.monotonic(), policy.delays(), 0
     while True:
         attempts += 1
         try:
             return attempt()
-        except SaTError as exc:
+        except Exception as exc:  # tritonclient's, grpc's, gevent's and the socket's errors, or our own
             kind = classify(exc)
-            error: BaseException = exc
-        except Exception as exc:  # tritonclient's, grpc's, gevent's and the socket's errors
-            kind = classify(exc)
-            error = exc
-        pause = next(delays, None) if kind in RETRYABLE else None
-        if pause is None or time.monotonic() - start + pause > policy.max_elapsed:
-            raise translate(error, attempts, kind) from (None if isinstance(error, SaTError) else error)
+            pause = _pause(policy, delays, start, kind)
+            if pause is None:
+                raise translate(exc, attempts, kind) from (None if isinstance(exc, SaTError) else exc)
         time.sleep(pause)
 
 
 async def acall_with_retry(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy | None) -> T:
     """``call_with_retry`` for coroutines; cancelling the caller cancels the attempt in flight."""
     policy = _plan(policy)
-    start = time.monotonic()
-    delays = policy.delays()
-    attempts = 0
+    start, delays, attempts = time.monotonic(), policy.delays(), 0
     while True:
         attempts += 1
         try:
             return await attempt()
-        except asyncio.CancelledError:
-            raise
-        except SaTError as exc:
+        except Exception as exc:  # asyncio.CancelledError is a BaseException: it passes through
             kind = classify(exc)
-            error: BaseException = exc
-        except Exception as exc:
-            kind = classify(exc)
-            error = exc
-        pause = next(delays, None) if kind in RETRYABLE else None
-        if pause is None or time.monotonic() - start + pause > policy.max_elapsed:
-            raise translate(error, attempts, kind) from (None if isinstance(error, SaTError) else error)
+            pause = _pause(policy, delays, start, kind)
+            if pause is None:
+                raise translate(exc, attempts, kind) from (None if isinstance(exc, SaTError) else exc)
         await asyncio.sleep(pause)

@@ -19,14 +19,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from . import wire
-from .batching import (Group, default_triton_name, groups, per_text, per_text_probs, proba_parameters,
-                       split_parameters)
-from .connection import SPLIT_OUTPUTS, Connection, decode_probs, decode_split
+from .base import ClientSettings
+from .batching import Group, default_triton_name, groups, per_text, per_text_probs, proba_parameters, split_parameters
+from .connection import SPLIT_OUTPUTS, decode_probs, decode_split
 from .errors import SaTClosedError, SaTError, SaTRequestError
 from .retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
-DEFAULT_RETRY = RetryPolicy()
 
 
 def _needs_long_model(message: str) -> bool:
@@ -34,48 +33,15 @@ def _needs_long_model(message: str) -> bool:
     return wire.TOO_MANY_CHUNKS in message
 
 
-class SaT:
-    """Sentence segmentation by a sat-triton server, with wtpsplit's ``split`` and ``predict_proba``.
+class SaT(ClientSettings):
+    __doc__ = ClientSettings.__doc__
 
-    ``SaT("sat-3l-sm", triton_url="localhost:8001", triton_model_name="sat_3l_sm")``; the default
-    threshold is the server's (fixed at build time from the model name, as wtpsplit's rule).
-
-    - ``protocol``: ``"grpc"`` (port 8001) or ``"http"`` (port 8000).
-    - ``concurrency``: requests in flight at once (the worker pool's size, and HTTP connections).
-    - ``timeout``: seconds one request may take (client deadline, also sent as Triton's per-request
-      ``timeout``); ``None``: no limit. Past it: :class:`SaTTimeoutError`.
-    - ``retry``: a :class:`RetryPolicy` for requests the server could not take (unreachable, restarting,
-      overloaded); ``None`` turns retries off. Refused requests (:class:`SaTRequestError`) are never retried.
-    - ``ssl``, ``root_certificates``, ``private_key``, ``certificate_chain``: TLS for gRPC and HTTPS (PEM files).
-    - ``headers``: extra headers (gRPC metadata) sent with every request.
-    - ``language``: as wtpsplit's ``SaT(language=...)``, the default ``lang_code`` of the length priors.
-    """
-
-    def __init__(self, model: str = "sat-3l-sm", triton_url: str = "localhost:8001",
-                 triton_model_name: str | None = None, protocol: str = "grpc", concurrency: int = 4,
-                 timeout: float | None = None, language: str | None = None, *,
-                 retry: RetryPolicy | None = DEFAULT_RETRY, ssl: bool = False, root_certificates: str | None = None,
-                 private_key: str | None = None, certificate_chain: str | None = None,
-                 headers: dict[str, str] | None = None):
-        self.model = model
-        self.language = language
-        self.triton_model_name = triton_model_name or default_triton_name(model)
-        self.long_model_name = f"{self.triton_model_name}_long"
-        self.concurrency = max(1, int(concurrency))
-        self.retry = retry
-        self.connection = Connection(triton_url, protocol, timeout, ssl, root_certificates, private_key,
-                                     certificate_chain, dict(headers or {}))
+    def _start(self) -> None:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._shared: Any = None  # the gRPC client
         self._local = threading.local()  # each worker's HTTP client
         self._clients: list[Any] = []  # every client made, to close them all
-        self._closed = False
-        self._max_windows: int | None = None
-
-    triton_url = property(lambda self: self.connection.url)
-    protocol = property(lambda self: self.connection.protocol)
-    timeout = property(lambda self: self.connection.timeout)
 
     # -- lifetime ----------------------------------------------------------------------------------
     def __enter__(self) -> "SaT":
