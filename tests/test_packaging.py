@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,18 +49,16 @@ def wheelhouse(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server_venv(dist, wheelhouse, tmp_path_factory, gpu_resolution):
-    path = tmp_path_factory.mktemp("venv-server") / "venv"
-    yield make_venv(path, [f"{dist.wheel}[serve,build]"], wheelhouse)
-    shutil.rmtree(path, ignore_errors=True)  # 1.3 GB of torch and friends
+    # 1.3 GB (torch): left to pytest's rotation of its temporary directories, since deleting it here took
+    # up to a minute of test time on a busy disk
+    return make_venv(tmp_path_factory.mktemp("venv-server") / "venv", [f"{dist.wheel}[serve,build]"], wheelhouse)
 
 
 @pytest.fixture(scope="module")
 def numpy2_venv(dist, wheelhouse, tmp_path_factory, gpu_resolution):
     # The bare wheel and numpy 2: the resolver must find sat-triton's own requirements compatible with it
     # (the wheelhouse also holds the server's numpy 1, which the bare wheel alone would happily take).
-    path = tmp_path_factory.mktemp("venv-numpy2") / "venv"
-    yield make_venv(path, [str(dist.wheel), "numpy>=2"], wheelhouse)
-    shutil.rmtree(path, ignore_errors=True)
+    return make_venv(tmp_path_factory.mktemp("venv-numpy2") / "venv", [str(dist.wheel), "numpy>=2"], wheelhouse)
 
 
 @pytest.fixture(scope="module")
