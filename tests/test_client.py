@@ -279,9 +279,9 @@ def mutual_tls(certificates):
             "certificate_chain": str(certificates.client_cert)}
 
 
-def test_grpc_with_mutual_tls(tls_server, mutual_tls, certificates, server):
+def test_grpc_with_mutual_tls(tls_server, mutual_tls, certificates):
     texts = multilingual_texts(5, seed=34)
-    with SaT("tiny-sat-sm", triton_url=server.grpc_url, triton_model_name="tiny") as plain:
+    with SaT("tiny-sat-sm", triton_url=tls_server.http_url, triton_model_name="tiny", protocol="http") as plain:
         expected = list(plain.split(texts))
     with SaT("tiny-sat-sm", triton_url=tls_server.grpc_url, triton_model_name="tiny", **mutual_tls) as sat:
         assert list(sat.split(texts)) == expected
