@@ -2,6 +2,9 @@
 
     sat-triton build --model_name_or_path sat-3l-sm --output_dir model_repository
     sat-triton serve model_repository
+
+Errors print one line that says what to do (exit status 2 for a bad argument or input, 1 otherwise);
+``--debug`` prints the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sat_triton import __version__
 from sat_triton.client.sat import default_triton_name
 
 from .errors import BuildError
@@ -20,22 +24,36 @@ from .errors import BuildError
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat-triton", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sat-triton {__version__}",
+                        help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback (default: off)")
+    # --debug after the subcommand too; SUPPRESS keeps a --debug given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the traceback (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    build = sub.add_parser("build", help="export a SaT checkpoint and write a Triton model repository")
+    build = sub.add_parser("build", parents=[common], help="export a SaT checkpoint and write a Triton model repository")
     build.add_argument("--model_name_or_path", required=True,
-                       help="hub id (a bare name such as sat-3l-sm means segment-any-text/sat-3l-sm) or local directory")
-    build.add_argument("--output_dir", default="model_repository", help="model repository root (other models kept)")
+                       help="hub id (a bare name such as sat-3l-sm means segment-any-text/sat-3l-sm) or local directory "
+                            "(required)")
+    build.add_argument("--output_dir", default="model_repository",
+                       help="model repository root, created if missing; models already in it are kept "
+                            "(default: %(default)s)")
     build.add_argument("--triton_model_name", help="name of the ensemble (default: from the model name)")
     build.add_argument("--tokenizer_name_or_path", default="facebookAI/xlm-roberta-base",
                        help="hub id or local tokenizer directory (default: %(default)s)")
     build.add_argument("--max_batch_size", type=int,
                        help="most windows (512-token chunks) the ONNX step takes in one batch (default: 256 on gpu, "
                             "64 on cpu)")
-    build.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="where the ONNX model runs")
+    build.add_argument("--device", choices=["gpu", "cpu"], default="gpu",
+                       help="where the ONNX model runs; other defaults follow it (default: %(default)s)")
     build.add_argument("--onnx_backend", choices=["onnxruntime", "python"], default="python",
-                       help="Triton's onnxruntime backend (NGC images) or onnxruntime inside the Python backend")
-    build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+                       help="Triton's onnxruntime backend (NGC images) or onnxruntime inside the Python backend "
+                            "(default: %(default)s)")
+    build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                       help="weights of the exported model: fp32 is exact, fp16 the fast choice on a GPU "
+                            "(default: %(default)s)")
     build.add_argument("--instance_count", type=int,
                        help="instances of the tokenizer and postprocessor steps (default: 4 on gpu, 1 on cpu)")
     build.add_argument("--tokenizer_instance_count", type=int,
@@ -43,14 +61,15 @@ def _build_parser() -> argparse.ArgumentParser:
                             "step that saturates first (docs/performance.md)")
     build.add_argument("--postprocessor_instance_count", type=int,
                        help="instances of the postprocessor step alone (default: --instance_count)")
-    build.add_argument("--model_version", type=int, default=1, help="version directory to write")
+    build.add_argument("--model_version", type=int, default=1,
+                       help="version directory to write, beside the ones already there (default: %(default)s)")
     build.add_argument("--pad_to_multiple_of", type=int,
                        help="round window lengths up to this many tokens so requests batch together (default: 64)")
     build.add_argument("--max_queue_delay_us", type=int,
                        help="dynamic batcher queue delay (default: 500 on gpu, 2000 on cpu)")
     build.add_argument("--dynamic_batching", choices=["auto", "on", "off"], default="auto",
                        help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
-                            "spins a core while requests queue (docs/performance.md)")
+                            "spins a core while requests queue (docs/performance.md) (default: %(default)s)")
     build.add_argument("--onnx_instance_count", type=int,
                        help="instances of the ONNX step (default: 3 on gpu, 1 on cpu); on CPU, instances x "
                             "--intra_op_threads = cores works best")
@@ -63,24 +82,34 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--intra_op_threads", type=int, default=0,
                        help="onnxruntime threads per ONNX instance (default 0: onnxruntime's choice, all cores)")
     build.add_argument("--tensorrt", action="store_true",
-                       help="enable the TensorRT execution accelerator of the onnxruntime backend")
+                       help="enable the TensorRT execution accelerator of the onnxruntime backend (default: off)")
     build.add_argument("--use_lora", action="store_true",
                        help="merge the LoRA adapter loras/<style_or_domain>/<language>/ of the model's hub repository "
-                            "into the weights before export (default threshold becomes 0.5, as in wtpsplit)")
-    build.add_argument("--style_or_domain", help="the hub LoRA adapter's style or domain, e.g. ud (with --use_lora)")
-    build.add_argument("--language", help="the hub LoRA adapter's language, e.g. en (with --use_lora)")
+                            "into the weights before export; the default threshold becomes 0.5, as in wtpsplit "
+                            "(default: off)")
+    build.add_argument("--style_or_domain",
+                       help="the hub LoRA adapter's style or domain, e.g. ud (with --use_lora; default: none)")
+    build.add_argument("--language", help="the hub LoRA adapter's language, e.g. en (with --use_lora; default: none)")
     build.add_argument("--lora_path", type=Path,
                        help="a local LoRA adapter directory in wtpsplit's layout (adapter_config.json, head_config.json, "
-                            "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export")
+                            "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export "
+                            "(default: none)")
 
-    serve = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
-    serve.add_argument("repository", type=Path)
-    serve.add_argument("--http_port", "--http-port", type=int, default=8000)
-    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001)
-    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002)
-    serve.add_argument("--model_control_mode", choices=["none", "explicit", "poll"], default="none")
-    serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
-    serve.add_argument("--log_verbose", type=int, default=0)
+    serve = sub.add_parser("serve", parents=[common], help="run tritonserver on a model repository until Ctrl-C")
+    serve.add_argument("repository", type=Path, help="the model repository that sat-triton build wrote")
+    serve.add_argument("--http_port", "--http-port", type=int, default=8000,
+                       help="Triton's HTTP port (default: %(default)s)")
+    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001,
+                       help="Triton's gRPC port (default: %(default)s)")
+    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002,
+                       help="Triton's Prometheus metrics port (default: %(default)s)")
+    serve.add_argument("--model_control_mode", choices=["none", "explicit", "poll"], default="none",
+                       help="Triton's model control: none loads every model at start and nothing remotely "
+                            "(default: %(default)s)")
+    serve.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for every model to be ready (default: %(default)s)")
+    serve.add_argument("--log_verbose", type=int, default=0,
+                       help="Triton's --log-verbose level (default: %(default)s)")
     return parser
 
 
@@ -123,6 +152,7 @@ def build(args: argparse.Namespace) -> int:
     use_lora = args.use_lora or args.lora_path is not None
     ensemble = args.triton_model_name or default_triton_name(args.model_name_or_path)
     out = Path(args.output_dir)
+    _check_output_dir(out)
     ckpt = checkpoint.resolve(args.model_name_or_path)  # fails fast, before any progress output
     lora_dir = None
     if use_lora:
@@ -171,8 +201,34 @@ def build(args: argparse.Namespace) -> int:
     print(f"ONNX check: max |ONNX - PyTorch| = {report.max_abs_diff:.2e} logits (allowed {report.tolerance})")
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")
-    print(f"call it:   client.SaT('{args.model_name_or_path}', triton_model_name='{names.ensemble}').split('...')")
+    print(f"call it:   from sat_triton import SaT; SaT('{args.model_name_or_path}', "
+          f"triton_model_name='{names.ensemble}').split('...')")
     return 0
+
+
+def _check_output_dir(out: Path) -> None:
+    """Fail at once, before minutes of export, on an ``--output_dir`` that cannot be written: try to make
+    it and write in it, then remove what the try made."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--output_dir {out} is a file; pass a directory (it is created if missing)")
+    made = []
+    parent = out
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise BuildError(f"--output_dir {out} cannot be written ({exc.strerror or exc}); pass a directory you can "
+                         "write to") from None
+    finally:
+        for directory in made:  # deepest first
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
 
 def repository_models(root: Path) -> list[str]:
@@ -221,5 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return build(args) if args.command == "build" else serve(args)
     except BuildError as exc:
+        if args.debug:
+            raise
         print(f"sat-triton {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # anything unforeseen: one line, the traceback with --debug
+        if args.debug:
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"sat-triton {args.command}: error: {type(exc).__name__}{': ' + detail if detail else ''} "
+              f"(run again with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -10,6 +10,7 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/python - <<'PY'
 import numpy, tokenizers, onnxruntime, torch, tritonclient, wtpsplit
+import build, cryptography, mypy, twine  # the packaging and TLS tests
 assert numpy.__version__.startswith("1."), "the Triton 24.10 Python stub needs numpy<2"
 print(f"ready: numpy {numpy.__version__}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
 PY
