@@ -121,7 +121,7 @@ class SaT:
             try:
                 return self._infer(self.triton_model_name, texts, parameters, probs)
             except SaTRequestError as exc:
-                if wire.TOO_MANY_CHUNKS not in str(exc):
+                if wire.TOO_MANY_CHUNKS not in str(exc) and wire.TOO_LONG_FOR_ENSEMBLE not in str(exc):
                     raise
         return self._infer(self.long_model_name, texts, parameters, probs)
 
