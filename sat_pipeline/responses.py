@@ -6,12 +6,13 @@ testable) without Triton; the ``model.py`` adapters pass theirs.
 
 from __future__ import annotations
 
-from .errors import RequestError
+from .errors import RequestCancelled, RequestError
 
 
 def respond_each(requests, handle, pb_utils) -> list:
     """``handle(request) -> InferenceResponse`` for every request; a :class:`RequestError` becomes that
-    request's INVALID_ARG error and the other requests of the batch are still answered."""
+    request's INVALID_ARG error, :class:`RequestCancelled` its CANCELLED error, and the other requests
+    of the batch are still answered."""
     responses = []
     for request in requests:
         try:
@@ -19,6 +20,9 @@ def respond_each(requests, handle, pb_utils) -> list:
         except RequestError as exc:
             error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
             responses.append(pb_utils.InferenceResponse(error=error))
+        except RequestCancelled as exc:
+            code = getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE)
+            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), code)))
     return responses
 
 
