@@ -17,7 +17,7 @@ from .chunking import build_inputs, plan_chunks
 from .options import Options
 from .segmentation import batch_sentence_spans, paragraph_sentence_spans
 from .stitching import char_probabilities, stitch_token_logits
-from .texts import TextBatch, is_blank
+from .texts import TextBatch, is_blank, utf8_slices
 from .tokenization import TokenizedBatch, tokenize
 
 
@@ -63,12 +63,30 @@ def prepare(tokenizer, texts: list[str], options: Options, settings: TokenizerSe
 
 @dataclass
 class Segmented:
-    sentences: list[str]  # all texts' sentences, in order
-    counts: np.ndarray  # int32 [texts]
-    spans: np.ndarray  # int64 [sentences, 2]
+    texts: list[str]
+    counts: np.ndarray  # int32 [texts]: sentences per text
+    spans: np.ndarray  # int64 [sentences, 2]: each sentence's [start, end) in its text
     paragraphs: np.ndarray  # int32 [sentences]
     paragraph_counts: np.ndarray  # int32 [texts]
     char_probs: np.ndarray  # float32 [all texts' characters]: over the original texts, concatenated
+    # The sentences as strings where one is not the slice of its span (wtpsplit's join of two stripped
+    # pieces under length constraints); None: every sentence is texts[i][start:end], made only when asked.
+    strings: list[str] | None = None
+
+    @property
+    def sentences(self) -> list[str]:
+        """All texts' sentences, in order."""
+        if self.strings is not None:
+            return self.strings
+        owner = np.repeat(np.arange(len(self.texts)), self.counts)
+        return [self.texts[i][a:b] for i, (a, b) in zip(owner.tolist(), self.spans.tolist())]
+
+    def encoded_sentences(self) -> np.ndarray:
+        """The sentences as a BYTES tensor (object array of UTF-8 ``bytes``), cut from each text's UTF-8
+        without making a ``str`` per sentence first (millions of them for a long text)."""
+        if self.strings is not None:
+            return np.array([s.encode("utf-8") for s in self.strings], dtype=np.object_).reshape(-1)
+        return utf8_slices(self.texts, self.counts, self.spans)
 
 
 def batch_probabilities(
@@ -172,7 +190,7 @@ def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, th
 
 
 def _segment_each(texts, probs, batch, options, threshold, language) -> Segmented:
-    starts, ends, paragraphs, sentences = [], [], [], []
+    starts, ends, paragraphs, joined = [], [], [], {}
     counts = np.zeros(len(texts), dtype=np.int32)
     paragraph_counts = np.zeros(len(texts), dtype=np.int32)
     offsets = batch.starts
@@ -183,15 +201,20 @@ def _segment_each(texts, probs, batch, options, threshold, language) -> Segmente
         ends.append(e)
         paragraphs.append(para)
         counts[index] = len(s)
-        if strings is None:
-            strings = [text[a:b] for a, b in zip(s.tolist(), e.tolist())]
-        sentences.extend(strings)
+        if strings is not None:
+            joined[index] = strings
     if texts:
         spans = np.stack([np.concatenate(starts), np.concatenate(ends)], axis=1).astype(np.int64)
         paragraph = np.concatenate(paragraphs).astype(np.int32)
     else:
         spans, paragraph = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int32)
-    return Segmented(sentences, counts, spans, paragraph, paragraph_counts, probs)
+    segmented = Segmented(texts, counts, spans, paragraph, paragraph_counts, probs)
+    if joined:
+        sentences = []
+        for index, text in enumerate(texts):
+            sentences.extend(joined.get(index) or [text[a:b] for a, b in zip(starts[index].tolist(), ends[index].tolist())])
+        segmented.strings = sentences
+    return segmented
 
 
 def finish(
@@ -231,16 +254,16 @@ def finish_tokens(
         return _segment_each(texts, probs, batch, options, threshold, language)
     owner, starts, ends = batch_sentence_spans(batch.cps, batch.lengths, probs, threshold,
                                                options.strip_whitespace, options.split_on_input_newlines)
-    sentences = [texts[i][a:b] for i, a, b in zip(owner.tolist(), starts.tolist(), ends.tolist())]
+    del batch
     counts = np.bincount(owner, minlength=len(texts)).astype(np.int32)
-    return Segmented(sentences, counts, np.stack([starts, ends], axis=1).astype(np.int64),
+    return Segmented(texts, counts, np.stack([starts, ends], axis=1).astype(np.int64),
                      np.zeros(len(owner), dtype=np.int32), (counts > 0).astype(np.int32), probs)
 
 
 def output_arrays(segmented: Segmented, char_probs: bool = True) -> dict[str, np.ndarray]:
     """The public output tensors of a request, by wire name (``CHAR_PROBS`` only if asked for)."""
     outputs = {
-        wire.SENTENCES: np.array([s.encode("utf-8") for s in segmented.sentences], dtype=np.object_),
+        wire.SENTENCES: segmented.encoded_sentences(),
         wire.SENTENCE_COUNTS: segmented.counts.astype(np.int32),
         wire.SENTENCE_SPANS: segmented.spans.reshape(-1, 2).astype(np.int64),
         wire.SENTENCE_PARAGRAPH: segmented.paragraphs.astype(np.int32),

@@ -144,3 +144,23 @@ def test_streamed_memory_does_not_grow_with_the_windows(tokenizer_dir):
     whole_peak, streamed_peak = peak(whole), peak(streamed)
     print(f"peak traced memory, 120,000 characters: whole {whole_peak / 1e6:.0f} MB, streamed {streamed_peak / 1e6:.0f} MB")
     assert streamed_peak < 0.5 * whole_peak
+
+
+def test_sentences_are_encoded_from_the_texts_utf8():
+    """SENTENCES is cut from each text's UTF-8 at numpy-computed byte offsets (no str per sentence)."""
+    from sat_triton.pipeline.texts import utf8_slices
+
+    rng = np.random.default_rng(12)
+    alphabet = ["a", " ", "é", "中", "😀", "\u0301", "\n", "ß"]
+    for _ in range(200):
+        texts = ["".join(rng.choice(alphabet, size=int(rng.integers(0, 40)))) for _ in range(int(rng.integers(0, 5)))]
+        spans, counts = [], []
+        for text in texts:
+            cuts = np.unique(rng.integers(0, len(text) + 1, size=int(rng.integers(0, 6))))
+            pairs = [(a, b) for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+            spans += pairs
+            counts.append(len(pairs))
+        spans = np.array(spans, dtype=np.int64).reshape(-1, 2)
+        got = utf8_slices(texts, np.array(counts, dtype=np.int64), spans)
+        owner = np.repeat(np.arange(len(texts)), counts)
+        assert got.dtype == object and list(got) == [texts[i][a:b].encode() for i, (a, b) in zip(owner, spans.tolist())]

@@ -14,6 +14,7 @@ import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
 from sat_pipeline.limits import Limits, check_limits
+from sat_pipeline.memory import return_large_frees_to_the_os
 from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import TokenizerSettings, output_arrays, string_parameters
 from sat_pipeline.responses import respond_each, tensors_response
@@ -25,6 +26,7 @@ from sat_pipeline.tokenization import load_tokenizer
 
 class TritonPythonModel:
     def initialize(self, args):
+        return_large_frees_to_the_os()  # a long text's temporaries do not stay in this process's RSS
         params = string_parameters(json.loads(args["model_config"]))
         repository = Path(args["model_repository"]).parent
         tokenizer_dir = repository / params["tokenizer_model"]
