@@ -164,3 +164,37 @@ def test_sentences_are_encoded_from_the_texts_utf8():
         got = utf8_slices(texts, np.array(counts, dtype=np.int64), spans)
         owner = np.repeat(np.arange(len(texts)), counts)
         assert got.dtype == object and list(got) == [texts[i][a:b].encode() for i, (a, b) in zip(owner, spans.tolist())]
+
+
+def test_bytes_are_serialized_as_triton_does():
+    """serialize_bytes gives what the Python backend's own serialize_byte_tensor gives, for object arrays
+    of bytes (any shape, empty and zero-byte elements included); anything else is left to Triton's."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    from sat_triton.builder.server import find_tritonserver
+    from sat_triton.pipeline.responses import serialize_bytes, serialize_bytes_with_numpy
+
+    path = Path(find_tritonserver().backend_dir) / "python" / "triton_python_backend_utils.py"
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    spec = importlib.util.spec_from_file_location("triton_python_backend_utils_for_test", path)
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    triton_serialize = utils.serialize_byte_tensor
+    rng = np.random.default_rng(4)
+    for size in (1, 2, 7, 70_000):
+        items = [bytes(rng.integers(0, 256, size=int(rng.integers(0, 6))).astype(np.uint8)) for _ in range(size)]
+        array = np.array(items + [b""], dtype=np.object_)
+        assert serialize_bytes(array) == triton_serialize(array)
+        if size == 2:
+            square = np.array([[b"ab", b"\x00"], [b"", "é".encode()]], dtype=np.object_)
+            assert serialize_bytes(square) == triton_serialize(square)
+            assert serialize_bytes(square.T) == triton_serialize(square.T)  # C order, not memory order
+    assert serialize_bytes(np.array([b"a", "b"], dtype=np.object_)) is None
+    fake = types.SimpleNamespace(serialize_byte_tensor=triton_serialize)
+    serialize_bytes_with_numpy(fake)
+    mixed = np.array([b"a", "str"], dtype=np.object_)
+    assert fake.serialize_byte_tensor(mixed) == triton_serialize(mixed)
+    assert fake.serialize_byte_tensor(np.array([b"xy"], dtype=np.object_)) == triton_serialize(np.array([b"xy"], dtype=np.object_))

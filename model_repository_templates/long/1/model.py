@@ -17,7 +17,7 @@ from sat_pipeline.limits import Limits, check_limits
 from sat_pipeline.memory import return_large_frees_to_the_os
 from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import TokenizerSettings, output_arrays, string_parameters
-from sat_pipeline.responses import respond_each, tensors_response
+from sat_pipeline.responses import respond_each, serialize_bytes_with_numpy, tensors_response
 from sat_pipeline.streaming import segment_streamed
 from sat_pipeline.text_pieces import splits_safely
 from sat_pipeline.texts import decode_texts
@@ -27,6 +27,7 @@ from sat_pipeline.tokenization import load_tokenizer
 class TritonPythonModel:
     def initialize(self, args):
         return_large_frees_to_the_os()  # a long text's temporaries do not stay in this process's RSS
+        serialize_bytes_with_numpy(pb_utils)  # millions of sentences without two Python objects each
         params = string_parameters(json.loads(args["model_config"]))
         repository = Path(args["model_repository"]).parent
         tokenizer_dir = repository / params["tokenizer_model"]
