@@ -187,8 +187,8 @@ def test_odd_requests_get_their_error_or_their_answer(server, reference, model, 
 @pytest.mark.parametrize("what,request_,words", [r for r in ODD_REQUESTS if "parameters" in r[1]][:6],
                          ids=[r[0] for r in ODD_REQUESTS if "parameters" in r[1]][:6])
 def test_odd_parameters_over_http(server, what, request_, words):
-    """HTTP carries parameters as JSON: NaN and infinity are not JSON, so Triton's front end refuses
-    them itself (400); the rest get the same answers as over gRPC."""
+    """The same parameters as JSON over HTTP (tritonclient writes NaN and Infinity, which Triton's front end
+    reads): the same answers, 400 for INVALID_ARGUMENT."""
     from tritonclient.utils import InferenceServerException
 
     if words is None:
