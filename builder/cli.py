@@ -19,6 +19,9 @@ from pathlib import Path
 from sat_triton import __version__
 from sat_triton.client.sat import default_triton_name
 
+from sat_triton.pipeline.limits import (DEFAULT_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_TEXTS, DEFAULT_MAX_TEXT_CHARS,
+                                        ENSEMBLE_CHARS_PER_WINDOW, default_ensemble_request_chars)
+
 from .errors import BuildError
 
 
@@ -81,6 +84,17 @@ def _build_parser() -> argparse.ArgumentParser:
                             "only; default: on for gpu, off for cpu)")
     build.add_argument("--intra_op_threads", type=int, default=0,
                        help="onnxruntime threads per ONNX instance (default 0: onnxruntime's choice, all cores)")
+    build.add_argument("--max_text_chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
+                       help="longest text (in characters) a request may carry, to the ensemble or to <name>_long; "
+                            "longer ones are refused with INVALID_ARGUMENT before any work (default: %(default)s)")
+    build.add_argument("--max_request_chars", type=int, default=DEFAULT_MAX_REQUEST_CHARS,
+                       help="most characters, all texts together, in one request to <name>_long (default: %(default)s)")
+    build.add_argument("--max_ensemble_request_chars", type=int,
+                       help="most characters, all texts together, in one request to the ensemble; larger ones are "
+                            "refused before tokenizing and client.SaT sends them to <name>_long (default: "
+                            f"{ENSEMBLE_CHARS_PER_WINDOW} x --max_batch_size, 8 characters a token for its windows)")
+    build.add_argument("--max_request_texts", type=int, default=DEFAULT_MAX_REQUEST_TEXTS,
+                       help="most texts in one request, to the ensemble or to <name>_long (default: %(default)s)")
     build.add_argument("--tensorrt", action="store_true",
                        help="enable the TensorRT execution accelerator of the onnxruntime backend (default: off)")
     build.add_argument("--use_lora", action="store_true",
@@ -128,8 +142,11 @@ def build(args: argparse.Namespace) -> int:
             setattr(args, flag, value)
     if args.intra_op_threads < 0:
         raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
+    if args.max_ensemble_request_chars is None:
+        args.max_ensemble_request_chars = default_ensemble_request_chars(args.max_batch_size)
     for flag in ("max_batch_size", "instance_count", "tokenizer_instance_count", "postprocessor_instance_count",
-                 "onnx_instance_count", "model_version", "pad_to_multiple_of"):
+                 "onnx_instance_count", "model_version", "pad_to_multiple_of", "max_text_chars", "max_request_chars",
+                 "max_ensemble_request_chars", "max_request_texts"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:  # a step's own count: None = --instance_count
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
@@ -178,7 +195,9 @@ def build(args: argparse.Namespace) -> int:
         threshold = default_threshold(args.model_name_or_path, use_lora=use_lora)
         names = repository.shared_names(ensemble, Path(tmp) / "tokenizer.json", (info.cls_id, info.sep_id, info.pad_id),
                                         args.max_batch_size, args.pad_to_multiple_of, threshold,
-                                        language=args.language if args.use_lora else "")
+                                        language=args.language if args.use_lora else "",
+                                        limits=(args.max_text_chars, args.max_ensemble_request_chars,
+                                                args.max_request_texts))
         settings = repository.RepositorySettings(
             names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
             tokenizer_instance_count=args.tokenizer_instance_count,
@@ -189,6 +208,8 @@ def build(args: argparse.Namespace) -> int:
             tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
             intra_op_threads=args.intra_op_threads, length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
+            max_text_chars=args.max_text_chars, max_request_chars=args.max_request_chars,
+            max_ensemble_request_chars=args.max_ensemble_request_chars, max_request_texts=args.max_request_texts,
         )
         written = repository.write_repository(
             out, settings, report.path, export.graph_io(report.path), Path(tmp) / "tokenizer.json",

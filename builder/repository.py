@@ -17,6 +17,8 @@ from pathlib import Path
 
 import sat_triton.pipeline as sat_pipeline
 from sat_triton.pipeline import wire
+from sat_triton.pipeline.limits import (DEFAULT_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_TEXTS, DEFAULT_MAX_TEXT_CHARS,
+                                        default_ensemble_request_chars)
 
 from .errors import BuildError
 
@@ -50,10 +52,14 @@ class ModelNames:
 
 
 def shared_names(ensemble: str, tokenizer_file: Path, token_ids: tuple[int, int, int], max_batch_size: int,
-                 pad_to_multiple_of: int, default_threshold: float, language: str = "") -> ModelNames:
-    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>[_<language>]``."""
+                 pad_to_multiple_of: int, default_threshold: float, language: str = "",
+                 limits: tuple = ()) -> ModelNames:
+    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>[_<language>]``.
+    ``limits``: the tokenizer's request limits (ensembles with different limits need their own tokenizer)."""
     digest = hashlib.sha256(tokenizer_file.read_bytes())
     digest.update(repr((token_ids, max_batch_size, pad_to_multiple_of)).encode())
+    if limits:
+        digest.update(repr(tuple(limits)).encode())
     threshold = repr(float(default_threshold)).replace(".", "_").replace("-", "m")
     return ModelNames(ensemble, tokenizer=f"sat_tokenizer_{digest.hexdigest()[:10]}",
                       postprocessor=f"sat_postprocessor_t{threshold}" + (f"_{language}" if language else ""))
@@ -79,6 +85,11 @@ class RepositorySettings:
     tensorrt: bool = False
     precision: str = "fp32"
     language: str = ""  # the model's language (a hub LoRA's): default for the length priors
+    # Request limits (sat_pipeline/limits.py): per text, per request to <name>_long, per ensemble request.
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    max_request_chars: int = DEFAULT_MAX_REQUEST_CHARS
+    max_ensemble_request_chars: int | None = None  # None: sized from max_batch_size
+    max_request_texts: int = DEFAULT_MAX_REQUEST_TEXTS
 
 
 def wire_names() -> dict[str, str]:
@@ -174,6 +185,11 @@ def write_repository(
         "pad_to_multiple_of": settings.pad_to_multiple_of,
         "default_threshold": repr(float(settings.default_threshold)),
         "language": settings.language,
+        "max_text_chars": settings.max_text_chars,
+        "max_request_chars": settings.max_request_chars,
+        "max_ensemble_request_chars": (settings.max_ensemble_request_chars
+                                       or default_ensemble_request_chars(settings.max_batch_size)),
+        "max_request_texts": settings.max_request_texts,
     }
     root.mkdir(parents=True, exist_ok=True)
     version = settings.model_version

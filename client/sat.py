@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 def _needs_long_model(message: str) -> bool:
     """The ensemble refused the texts as too long for one request: the ``<name>_long`` model takes them."""
-    return wire.TOO_MANY_CHUNKS in message
+    return wire.TOO_MANY_CHUNKS in message or wire.TOO_LONG_FOR_ENSEMBLE in message
 
 
 class SaT(ClientSettings):

@@ -9,6 +9,10 @@ from artifacts import make_adapter, make_checkpoint, make_tokenizer  # noqa: E40
 from servers import build_repository, docker_unavailable_reason, start_container, start_local  # noqa: E402
 
 MAX_BATCH_SIZE = 16  # small, so that the too-many-windows path is easy to reach
+# tiny_fast's request limits: an ensemble request of 16 one-window texts (what client.SaT may group) can
+# exceed 4,000 characters, so the client's fallback on the ensemble's size limit is reached too.
+SMALL_LIMITS = ("--max_text_chars", "30000", "--max_request_chars", "40000", "--max_ensemble_request_chars", "4000",
+                "--max_request_texts", "200")
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +51,10 @@ def repository(tmp_path_factory, checkpoint_dir, lookahead_checkpoint_dir, token
                      "--lora_path", str(lora_dir))
     # the GPU defaults' serving shape on CPU: fused graph, several ONNX instances behind the dynamic
     # batcher, each merged batch run as one padded call
+    # ... with small request limits (tests/test_bad_input.py)
     build_repository(checkpoint_dir, tokenizer_dir, out, "tiny_fast", "--max_batch_size", str(MAX_BATCH_SIZE),
                      "--optimize", "on", "--length_granularity", "0", "--onnx_instance_count", "2",
-                     "--dynamic_batching", "on", "--max_queue_delay_us", "500")
+                     "--dynamic_batching", "on", "--max_queue_delay_us", "500", *SMALL_LIMITS)
     return out
 
 

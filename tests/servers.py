@@ -17,6 +17,8 @@ class RunningServer:
     http_url: str
     metrics_url: str
     kind: str
+    pid: int | None = None  # the local tritonserver's process (its Python stubs are its children)
+    log_file: Path | None = None
 
 
 def docker_unavailable_reason() -> str | None:
@@ -41,7 +43,8 @@ def start_local(repository: Path, models: list[str]):
     except Exception:
         server.stop()
         raise
-    return server, RunningServer(server.grpc_url, server.http_url, server.metrics_url, "local")
+    return server, RunningServer(server.grpc_url, server.http_url, server.metrics_url, "local",
+                                 pid=getattr(server, "pid", None) or server._proc.pid, log_file=server.log_file)
 
 
 def start_container(repository: Path, models: list[str]):

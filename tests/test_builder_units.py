@@ -25,7 +25,8 @@ def test_every_template_renders_strictly_and_parses():
               "intra_op_threads": 0, "length_granularity": 32,
               "onnx_instance_count": 1, "dynamic_batching": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
-              "language": ""}
+              "language": "", "max_text_chars": 100, "max_request_chars": 200, "max_ensemble_request_chars": 50,
+              "max_request_texts": 10}
     templates = sorted(repository.TEMPLATES.glob("*/config.pbtxt"))
     assert len(templates) == 6
     for template in templates:
@@ -49,7 +50,7 @@ def test_client_wire_copy_matches():
     from sat_triton.pipeline import wire
 
     for name in ("TEXT", "SENTENCES", "SENTENCE_COUNTS", "SENTENCE_SPANS", "SENTENCE_PARAGRAPH", "PARAGRAPH_COUNTS",
-                 "TOO_MANY_CHUNKS"):
+                 "TOO_MANY_CHUNKS", "TOO_LONG_FOR_ENSEMBLE"):
         assert getattr(client_wire, name) == getattr(wire, name)
 
 

@@ -303,14 +303,15 @@ def test_models_share_tokenizer_and_postprocessor_where_identical(repository):
     def step_models(name):
         return re.findall(r'model_name: "([^"]+)"', (repository / name / "config.pbtxt").read_text())
 
-    tiny, tiny_la = step_models("tiny"), step_models("tiny_la")
+    tiny, tiny_la, fast = step_models("tiny"), step_models("tiny_la"), step_models("tiny_fast")
     assert tiny[0] == tiny_la[0] and tiny[0].startswith("sat_tokenizer_")
+    assert fast[0] != tiny[0] and fast[0].startswith("sat_tokenizer_")  # its request limits differ
     assert tiny[1:] != tiny_la[1:]
     assert {tiny[2], tiny_la[2]} == {"sat_postprocessor_t0_25", "sat_postprocessor_t0_025"}
     assert sorted(p.name for p in repository.iterdir()) == sorted(
         ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2],
          "tiny_lora", "tiny_lora_onnx", "tiny_lora_long", "sat_postprocessor_t0_5",
-         "tiny_fast", "tiny_fast_onnx", "tiny_fast_long"]
+         "tiny_fast", "tiny_fast_onnx", "tiny_fast_long", fast[0]]
     )
 
 
