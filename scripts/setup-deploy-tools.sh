@@ -27,7 +27,9 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
       apt_get update -qq
     fi
-    apt_get install -y -qq --no-install-recommends prometheus >/dev/null
+    # stale package lists name versions the mirror no longer has: update once and retry
+    apt_get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || { apt_get update -qq && apt_get install -y -qq --no-install-recommends prometheus >/dev/null; }
     case "$restore" in
       saved) mv "$policy.sat-triton-saved" "$policy" ;;
       remove) rm -f "$policy" ;;
