@@ -97,6 +97,11 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="most texts in one request, to the ensemble or to <name>_long (default: %(default)s)")
     build.add_argument("--tensorrt", action="store_true",
                        help="enable the TensorRT execution accelerator of the onnxruntime backend (default: off)")
+    build.add_argument("--tensorrt_cache_dir",
+                       help="with --tensorrt: absolute path, inside the serving container, where onnxruntime caches "
+                            "the TensorRT engines it builds at load, so a restart reuses them instead of building "
+                            "again (trt_engine_cache_path; mount a writable volume there, e.g. the gpu overlay's "
+                            "/cache/tensorrt; default: no cache, engines built at every load)")
     build.add_argument("--use_lora", action="store_true",
                        help="merge the LoRA adapter loras/<style_or_domain>/<language>/ of the model's hub repository "
                             "into the weights before export; the default threshold becomes 0.5, as in wtpsplit "
@@ -151,6 +156,11 @@ def build(args: argparse.Namespace) -> int:
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
+    if args.tensorrt_cache_dir is not None and not args.tensorrt:
+        raise BuildError("--tensorrt_cache_dir needs --tensorrt (it caches TensorRT engines)")
+    if args.tensorrt_cache_dir is not None and not args.tensorrt_cache_dir.startswith("/"):
+        raise BuildError(f"--tensorrt_cache_dir must be an absolute path inside the serving container, "
+                         f"got {args.tensorrt_cache_dir!r}")
     if args.tensorrt and args.optimize == "on":
         raise BuildError("--tensorrt cannot run onnxruntime's contrib ops: leave out --optimize on")
     if args.length_granularity < 0:
@@ -205,7 +215,8 @@ def build(args: argparse.Namespace) -> int:
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
-            tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
+            tensorrt=args.tensorrt, tensorrt_cache_dir=args.tensorrt_cache_dir, precision=args.precision,
+            onnx_instance_count=args.onnx_instance_count,
             intra_op_threads=args.intra_op_threads, length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
             max_text_chars=args.max_text_chars, max_request_chars=args.max_request_chars,

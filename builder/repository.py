@@ -9,6 +9,7 @@ an error, never a leftover ``${...}``); every rendered ``config.pbtxt`` is parse
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import string
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class RepositorySettings:
     dynamic_batching: bool = True
     length_granularity: int = 8
     tensorrt: bool = False
+    tensorrt_cache_dir: str | None = None  # trt_engine_cache_path in the server's filesystem; None: no cache
     precision: str = "fp32"
     language: str = ""  # the model's language (a hub LoRA's): default for the length priors
     # Request limits (sat_pipeline/limits.py): per text, per request to <name>_long, per ensemble request.
@@ -116,11 +118,14 @@ def _optimization(settings: RepositorySettings) -> str:
     if not settings.tensorrt:
         return ""
     precision = "FP16" if settings.precision == "fp16" else "FP32"
-    return (
-        "optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
-        f"parameters {{ key: \"precision_mode\" value: \"{precision}\" }} "
-        "parameters { key: \"max_workspace_size_bytes\" value: \"1073741824\" } } ] } }"
-    )
+    parameters = {"precision_mode": precision, "max_workspace_size_bytes": "1073741824"}
+    if settings.tensorrt_cache_dir:
+        # The onnxruntime backend's names for onnxruntime's TensorRT provider options of the same name.
+        parameters.update(trt_engine_cache_enable="1", trt_engine_cache_path=settings.tensorrt_cache_dir)
+    rendered = " ".join(f"parameters {{ key: {json.dumps(key)} value: {json.dumps(value, ensure_ascii=False)} }}"
+                        for key, value in parameters.items())
+    return ("optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
+            f"{rendered} }} ] }} }}")
 
 
 def _copy_pipeline(version_dir: Path) -> None:

@@ -14,3 +14,5 @@ import build, cryptography, mypy, twine  # the packaging and TLS tests
 assert numpy.__version__.startswith("1."), "the Triton 24.10 Python stub needs numpy<2"
 print(f"ready: numpy {numpy.__version__}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
 PY
+# Prometheus/promtool (apt) and checkov (its own venv) for the deployment tests.
+bash scripts/setup-deploy-tools.sh

@@ -165,3 +165,32 @@ def test_tensorrt_refuses_contrib_ops(tmp_path, capsys):
     assert "--tensorrt cannot run onnxruntime's contrib ops" in capsys.readouterr().err
     assert main(["build", "--model_name_or_path", str(tmp_path), "--length_granularity", "-1"]) == 2
     assert "--length_granularity must be >= 0" in capsys.readouterr().err
+
+
+def test_tensorrt_engine_cache_renders_the_onnxruntime_backend_options():
+    """--tensorrt_cache_dir sets trt_engine_cache_enable/trt_engine_cache_path on the TensorRT accelerator
+    (the onnxruntime backend's names for onnxruntime's TensorRT provider options); without it, no cache."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    def accelerator(**settings):
+        text = repository._optimization(repository.RepositorySettings(
+            names=repository.ModelNames("m"), device="gpu", onnx_backend="onnxruntime", tensorrt=True,
+            precision="fp16", **settings))
+        config = text_format.Parse(text, model_config_pb2.ModelConfig())
+        (tensorrt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+        assert tensorrt.name == "tensorrt"
+        return dict(tensorrt.parameters)
+
+    assert accelerator() == {"precision_mode": "FP16", "max_workspace_size_bytes": "1073741824"}
+    assert accelerator(tensorrt_cache_dir="/cache/tensorrt") == {
+        "precision_mode": "FP16", "max_workspace_size_bytes": "1073741824",
+        "trt_engine_cache_enable": "1", "trt_engine_cache_path": "/cache/tensorrt"}
+
+
+def test_tensorrt_cache_dir_needs_tensorrt_and_an_absolute_path(tmp_path, capsys):
+    base = ["build", "--model_name_or_path", str(tmp_path), "--device", "gpu", "--onnx_backend", "onnxruntime"]
+    assert main([*base, "--tensorrt_cache_dir", "/cache/tensorrt"]) == 2
+    assert "--tensorrt_cache_dir needs --tensorrt" in capsys.readouterr().err
+    assert main([*base, "--tensorrt", "--tensorrt_cache_dir", "cache"]) == 2
+    assert "--tensorrt_cache_dir must be an absolute path" in capsys.readouterr().err

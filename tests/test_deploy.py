@@ -1,11 +1,9 @@
-"""Deployment files, checked without Docker or a cluster: Dockerfile.triton parsed, the Kubernetes
-manifests validated against the Kubernetes JSON schemas (kubernetes-validate, offline), the
-Prometheus snippets and docs/deployment.md cross-checked, and the image's server command run on the
-local tritonserver (same Triton 2.51) to prove its flags and probe URLs work."""
+"""Deployment files, checked without Docker or a cluster: Dockerfile.triton parsed, docs/deployment.md
+cross-checked, and the image's server command run on the local tritonserver (same Triton 2.51) to prove
+its flags work. The Kubernetes manifests: tests/test_kubernetes.py; Prometheus: tests/test_prometheus.py."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shlex
@@ -15,21 +13,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.triton"
-K8S = ROOT / "deploy" / "kubernetes"
-PROMETHEUS = ROOT / "deploy" / "prometheus"
 DOCS = ROOT / "docs" / "deployment.md"
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 TRITON_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
-# Oldest Kubernetes the manifests claim to support, and the newest the validator knows.
-K8S_VERSIONS = ["1.28", "latest"]
-HPA_METRIC = "sat_triton_queue_duration_us_per_request"
-# Metrics only a server with GPUs reports.
-GPU_ONLY_METRIC = re.compile(r"^nv_(gpu|energy)_")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -70,26 +60,6 @@ def build_arg_default(name: str) -> str:
     raise AssertionError(f"Dockerfile.triton has no ARG {name}")
 
 
-def manifest_files() -> list[Path]:
-    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
-
-
-def manifests() -> dict[str, dict]:
-    """kind -> the one manifest of that kind."""
-    out = {}
-    for path in manifest_files():
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                assert doc["kind"] not in out, f"two {doc['kind']} manifests"
-                out[doc["kind"]] = doc
-    return out
-
-
-def container(deployment: dict) -> dict:
-    (only,) = deployment["spec"]["template"]["spec"]["containers"]
-    return only
-
-
 def fenced_blocks(lang: str) -> list[str]:
     """Bodies of the docs' ```lang blocks, indented ones (inside list items) dedented."""
     found = re.findall(rf"^([ \t]*)```{lang}\n(.*?)^\1```", DOCS.read_text(), flags=re.S | re.M)
@@ -105,41 +75,6 @@ def shell_commands(program: str) -> list[list[str]]:
             if words[: len(program.split())] == program.split():
                 found.append(words)
     return found
-
-
-def kubernetes_validate():
-    try:
-        import kubernetes_validate.utils as utils
-    except ImportError:
-        pytest.skip("kubernetes-validate is not installed (pip install 'kubernetes-validate>=1.37'; "
-                    "it ships the Kubernetes JSON schemas and validates offline)")
-    return utils
-
-
-def k8s_version(utils, version: str) -> str:
-    return utils.latest_version() if version == "latest" else version
-
-
-def promql_parse():
-    try:
-        import promql_parser
-    except ImportError:
-        pytest.skip("promql-parser is not installed (pip install 'promql-parser>=0.12')")
-    return promql_parser.parse
-
-
-def adapter_rule() -> dict:
-    values = yaml.safe_load((PROMETHEUS / "prometheus-adapter-values.yaml").read_text())
-    assert values["rules"]["default"] is False
-    (rule,) = values["rules"]["custom"]
-    return rule
-
-
-def expand_adapter_template(query: str, series: str) -> str:
-    """What prometheus-adapter sends to Prometheus for a pod-level request."""
-    return (query.replace("<<.Series>>", series)
-            .replace("<<.LabelMatchers>>", 'namespace="default",pod=~"sat-triton-.*"')
-            .replace("<<.GroupBy>>", "pod"))
 
 
 # -- Dockerfile.triton -----------------------------------------------------------------------------
@@ -270,169 +205,7 @@ def test_dockerignore_keeps_the_copied_repository_and_drops_the_rest(tmp_path):
         assert dropped not in context, f"{dropped} sent in the build context"
 
 
-# -- Kubernetes ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
-def test_manifest_validates_against_kubernetes_schema(path, version):
-    utils = kubernetes_validate()
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    assert docs
-    for doc in docs:
-        utils.validate(doc, k8s_version(utils, version), strict=True)  # raises on any error
-
-
-def _set(doc: dict, path: str, value):
-    *parents, last = path.split(".")
-    node = doc
-    for key in parents:
-        node = node[int(key)] if key.isdigit() else node[key]
-    if value is _DELETE:
-        del node[last]
-    else:
-        node[int(last) if last.isdigit() else last] = value
-
-
-_DELETE = object()
-BROKEN = [
-    ("Deployment", "spec.replicas", "two"),                                               # wrong type
-    ("Deployment", "spec.template.spec.containers.0.readinesProbe", {"httpGet": {}}),    # misspelt field
-    ("Deployment", "spec.template.spec.containers.0.ports.0.containerPort", "8000"),     # string port
-    ("Service", "spec.ports.0.port", {"number": 8000}),                                   # wrong type
-    ("HorizontalPodAutoscaler", "spec.metrics.0.pods.target", _DELETE),                   # required field
-    ("PersistentVolumeClaim", "spec.accessModes", "ReadWriteMany"),                       # not a list
-]
-
-
-@pytest.mark.parametrize("kind,path,value", BROKEN, ids=[f"{k}:{p}" for k, p, _ in BROKEN])
-def test_validator_rejects_a_broken_manifest(kind, path, value):
-    utils = kubernetes_validate()
-    broken = copy.deepcopy(manifests()[kind])
-    _set(broken, path, value)
-    with pytest.raises(utils.ValidationError):
-        utils.validate(broken, utils.latest_version(), strict=True)
-
-
-def test_deployment_requests_a_gpu_and_probes_triton_health():
-    deployment = manifests()["Deployment"]
-    c = container(deployment)
-    assert str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
-    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == TRITON_PORTS
-
-    def probe(name, path):
-        get = c[name]["httpGet"]
-        assert get["path"] == path
-        assert ports.get(get["port"], get["port"]) == 8000
-
-    probe("readinessProbe", "/v2/health/ready")
-    probe("livenessProbe", "/v2/health/live")
-    probe("startupProbe", "/v2/health/ready")
-    startup = c["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "model loading takes minutes"
-
-
-def test_deployment_runs_the_image_command_on_the_repository_volume():
-    deployment = manifests()["Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
-    c = container(deployment)
-    assert set(image_cmd()) <= set(c["args"]) and c["args"][0] == "tritonserver"
-    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-    assert mounts["/models"].get("readOnly") is True
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    claim = volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"]
-    assert claim == manifests()["PersistentVolumeClaim"]["metadata"]["name"]
-    assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"]["medium"] == "Memory"
-    uid = instructions("USER")[-1].split(":")[0]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert str(pod["securityContext"]["runAsUser"]) == uid
-    selector = deployment["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-
-
-def test_pods_are_annotated_for_prometheus_scraping():
-    annotations = manifests()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(TRITON_PORTS["metrics"])
-    assert annotations["prometheus.io/path"] == "/metrics"
-
-
-def test_service_exposes_http_grpc_and_metrics():
-    service, deployment = manifests()["Service"], manifests()["Deployment"]
-    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == TRITON_PORTS
-    container_ports = {p["name"] for p in container(deployment)["ports"]}
-    assert all(p["targetPort"] in container_ports for p in service["spec"]["ports"])
-    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-
-
-def test_hpa_scales_the_deployment_on_the_adapter_metric():
-    hpa, deployment = manifests()["HorizontalPodAutoscaler"], manifests()["Deployment"]
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == (
-        deployment["apiVersion"], deployment["kind"], deployment["metadata"]["name"])
-    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Pods"
-    assert metric["pods"]["metric"]["name"] == HPA_METRIC == adapter_rule()["name"]["as"]
-    assert metric["pods"]["target"]["type"] == "AverageValue"
-
-
-def test_kustomization_lists_every_manifest_and_the_image():
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert kustomization["kind"] == "Kustomization"
-    assert sorted(kustomization["resources"]) == sorted(p.name for p in manifest_files())
-    image = container(manifests()["Deployment"])["image"].split(":")[0]
-    assert [i["name"] for i in kustomization["images"]] == [image]
-
-
-# -- Prometheus ------------------------------------------------------------------------------------
-def test_scrape_config_keeps_annotated_pods_and_labels_namespace_and_pod():
-    job = yaml.safe_load((PROMETHEUS / "scrape-config.yaml").read_text())
-    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
-    relabel = job["relabel_configs"]
-    keep = [r for r in relabel if r.get("action") == "keep"]
-    assert keep == [{"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                     "action": "keep", "regex": "true"}]
-    targets = {r["target_label"] for r in relabel if "target_label" in r}
-    overrides = adapter_rule()["resources"]["overrides"]
-    assert set(overrides) <= targets, "prometheus-adapter maps these labels to pods"
-    # The address rewrite turns "10.0.0.7:8000" and the port annotation into "10.0.0.7:8002".
-    (address,) = [r for r in relabel if r.get("target_label") == "__address__"]
-    joined = "10.0.0.7:8000;" + str(TRITON_PORTS["metrics"])
-    match = re.fullmatch(address["regex"], joined)
-    assert match and address["replacement"].replace("$1", match[1]).replace("$2", match[2]) == "10.0.0.7:8002"
-
-
-def test_adapter_rule_is_valid_promql_on_the_onnx_step():
-    parse = promql_parse()
-    rule = adapter_rule()
-    series = re.match(r"[a-z_:]+", rule["seriesQuery"])[0]
-    assert re.fullmatch(rule["name"]["matches"], series)
-    parse(rule["seriesQuery"])
-    query = expand_adapter_template(rule["metricsQuery"], series)
-    parse(query)
-    assert 'model=~".+_onnx"' in query
-    with pytest.raises(ValueError):
-        parse(query.replace("clamp_min(", "clamp_min"))  # the parser can fail
-
-
 # -- docs/deployment.md ----------------------------------------------------------------------------
-def test_docs_promql_examples_parse():
-    parse = promql_parse()
-    blocks = fenced_blocks("promql")
-    assert len(blocks) >= 3
-    for block in blocks:
-        parse(block.strip())
-
-
-def test_docs_repeat_the_shipped_prometheus_snippets():
-    blocks = [yaml.safe_load(b) for b in fenced_blocks("yaml")]
-    scrape = yaml.safe_load((PROMETHEUS / "scrape-config.yaml").read_text())
-    values = yaml.safe_load((PROMETHEUS / "prometheus-adapter-values.yaml").read_text())
-    assert [scrape] in blocks, "docs' scrape job differs from deploy/prometheus/scrape-config.yaml"
-    assert {"rules": values["rules"]} in blocks, "docs' adapter rule differs from the values file"
-
-
 def test_docs_build_commands_parse_with_the_cli():
     from sat_triton.builder.cli import _build_parser
 
@@ -526,9 +299,6 @@ def test_image_command_and_documented_flags_run_on_tritonserver_2_51():
     try:
         server.wait_ready([], timeout=120)
         base = f"http://{server.http_url}"
-        deployment = container(manifests()["Deployment"])
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert _http(base + deployment[probe]["httpGet"]["path"]) == 200, probe
         (healthcheck,) = instructions("HEALTHCHECK")
         assert _http(base + re.search(r"http://localhost:8000(\S+)", healthcheck)[1]) == 200
         assert _http(f"http://{server.metrics_url}/metrics") == 200
@@ -551,17 +321,3 @@ def test_image_command_and_documented_flags_run_on_tritonserver_2_51():
             client.close()
     finally:
         server.stop()
-
-
-@pytest.mark.integration
-def test_metrics_named_in_the_deployment_files_exist(server):
-    """Every nv_* metric the docs, the adapter rule and the HPA comment name is one Triton 2.51 serves."""
-    with urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10) as response:
-        served = set(re.findall(r"^# TYPE (\w+) ", response.read().decode(), flags=re.M))
-    assert any(name.startswith("nv_inference_") for name in served)
-    texts = [DOCS.read_text(), (PROMETHEUS / "prometheus-adapter-values.yaml").read_text(),
-             (K8S / "hpa.yaml").read_text()]
-    named = {m for text in texts for m in re.findall(r"\bnv_[a-z_]+[a-z]\b", text)}
-    has_gpu = any(GPU_ONLY_METRIC.match(name) for name in served)
-    missing = {n for n in named - served if has_gpu or not GPU_ONLY_METRIC.match(n)}
-    assert not missing, f"not served by tritonserver: {sorted(missing)}"
