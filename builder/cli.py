@@ -49,8 +49,17 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max_queue_delay_us", type=int,
                        help="dynamic batcher queue delay (default: 500 on gpu, 2000 on cpu)")
     build.add_argument("--dynamic_batching", choices=["auto", "on", "off"], default="auto",
-                       help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
-                            "spins a core while requests queue (docs/performance.md)")
+                       help="the ONNX step waits up to --max_queue_delay_us for a batch to fill (on) or not at all "
+                            "(off: delay 0; its queue stays bounded); auto: on for gpu, off for cpu, where batches "
+                            "buy nothing (default: %(default)s; docs/performance.md)")
+    build.add_argument("--max_queue_size", type=int,
+                       help="requests that may wait in each step's queue; one more is refused at once with "
+                            "UNAVAILABLE (gRPC) / 503 (HTTP); 0: no bound (default: 64 on gpu, 16 on cpu; "
+                            "docs/reliability.md)")
+    build.add_argument("--queue_timeout_ms", type=int,
+                       help="a request that waited this long in one step's queue is refused (UNAVAILABLE / 503); a "
+                            "request's own 'timeout' may only shorten it; 0: no timeout (default: 30000; "
+                            "docs/reliability.md)")
     build.add_argument("--onnx_instance_count", type=int,
                        help="instances of the ONNX step (default: 3 on gpu, 1 on cpu); on CPU, instances x "
                             "--intra_op_threads = cores works best")
@@ -107,6 +116,9 @@ def build(args: argparse.Namespace) -> int:
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
     if args.tensorrt and args.optimize == "on":
         raise BuildError("--tensorrt cannot run onnxruntime's contrib ops: leave out --optimize on")
+    for flag in ("max_queue_size", "queue_timeout_ms"):
+        if getattr(args, flag) < 0:
+            raise BuildError(f"--{flag} must be >= 0 (0: no bound), got {getattr(args, flag)}")
     if args.length_granularity < 0:
         raise BuildError(f"--length_granularity must be >= 0, got {args.length_granularity}")
     hub_lora = bool(args.style_or_domain or args.language)
@@ -159,6 +171,7 @@ def build(args: argparse.Namespace) -> int:
             tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
             intra_op_threads=args.intra_op_threads, length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
+            max_queue_size=args.max_queue_size, queue_timeout_ms=args.queue_timeout_ms,
         )
         written = repository.write_repository(
             out, settings, report.path, export.graph_io(report.path), Path(tmp) / "tokenizer.json",

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 DEFAULTS = {
     "cpu": {"max_batch_size": 64, "instance_count": 1, "onnx_instance_count": 1, "pad_to_multiple_of": 64,
-            "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off"},
+            "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off",
+            "max_queue_size": 16, "queue_timeout_ms": 30000},
     "gpu": {"max_batch_size": 256, "instance_count": 4, "onnx_instance_count": 3, "pad_to_multiple_of": 64,
-            "max_queue_delay_us": 500, "length_granularity": 0, "optimize": "on"},
+            "max_queue_delay_us": 500, "length_granularity": 0, "optimize": "on",
+            "max_queue_size": 64, "queue_timeout_ms": 30000},
 }
 
 
