@@ -2,15 +2,14 @@
 
     sat-triton build --model_name_or_path sat-3l-sm --output_dir model_repository
     sat-triton serve model_repository
+    sat-triton health
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from sat_triton.client.sat import default_triton_name
@@ -82,14 +81,43 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="a local LoRA adapter directory in wtpsplit's layout (adapter_config.json, head_config.json, "
                             "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export")
 
-    serve = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
+    serve = sub.add_parser(
+        "serve", help="run tritonserver on a model repository under a supervisor (truthful health, healing, "
+                      "drain on SIGTERM) until Ctrl-C or SIGTERM; see docs/reliability.md")
     serve.add_argument("repository", type=Path)
-    serve.add_argument("--http_port", "--http-port", type=int, default=8000)
-    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001)
-    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002)
-    serve.add_argument("--model_control_mode", choices=["none", "explicit", "poll"], default="none")
-    serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
-    serve.add_argument("--log_verbose", type=int, default=0)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address HTTP, gRPC, metrics and health bind to; 0.0.0.0 for every interface, as in a "
+                            "container (default: %(default)s)")
+    serve.add_argument("--http_port", "--http-port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001, help="(default: %(default)s)")
+    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002, help="(default: %(default)s)")
+    serve.add_argument("--health_port", "--health-port", type=int, default=8003,
+                       help="the supervisor's /v2/health/ready and /v2/health/live, for probes and HEALTHCHECK "
+                            "(default: %(default)s)")
+    serve.add_argument("--exit_timeout", "--exit-timeout", type=float, default=30.0,
+                       help="on SIGTERM or Ctrl-C, seconds to wait for in-flight requests before stopping "
+                            "tritonserver; serve exits within this + 30 s (default: %(default)s)")
+    serve.add_argument("--model_control_mode", choices=["explicit", "none", "poll"], default="explicit",
+                       help="explicit: every model loaded at start, the repository API restricted to the "
+                            "supervisor, which reloads a broken model; none/poll: a broken model costs a "
+                            "tritonserver restart (default: %(default)s)")
+    serve.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for tritonserver and every model to be ready (default: %(default)s)")
+    serve.add_argument("--canary_interval", type=float, default=5.0,
+                       help="seconds between canary requests through every ensemble and long model "
+                            "(default: %(default)s)")
+    serve.add_argument("--canary_timeout", type=float, default=10.0,
+                       help="seconds a canary request may take before it counts as unanswered "
+                            "(default: %(default)s)")
+    serve.add_argument("--log_file", help="tritonserver's log: a file, or - for this terminal "
+                                          "(default: a new temporary file, printed at start)")
+    serve.add_argument("--log_verbose", type=int, default=0, help="tritonserver's --log-verbose (default: %(default)s)")
+
+    health = sub.add_parser("health", help="exit 0 when a sat-triton serve is ready, 1 otherwise, printing one line "
+                                           "(for a container HEALTHCHECK; no curl needed)")
+    health.add_argument("--url", default="http://127.0.0.1:8003/v2/health/ready",
+                        help="the supervisor's readiness endpoint (default: %(default)s)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default: %(default)s)")
     return parser
 
 
@@ -188,51 +216,38 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def repository_models(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in root.glob("*/config.pbtxt"))
-
-
 def serve(args: argparse.Namespace) -> int:
-    from .server import TritonServer, TritonServerError
+    from .supervisor import ServeOptions, Supervisor
 
-    root = args.repository
-    models = repository_models(root)
-    if not models:
-        raise BuildError(f"{root} holds no model (no */config.pbtxt); build one with: sat-triton build ...")
-    server = TritonServer(root, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                          log_verbose=args.log_verbose, model_control_mode=args.model_control_mode,
-                          extra_args=["--exit-timeout-secs=5"])
-    try:
-        server.start()
-        server.wait_ready(models, timeout=args.timeout)
-    except TritonServerError as exc:
-        server.stop()
-        raise BuildError(str(exc)) from None
-    print(f"tritonserver ready: {', '.join(models)}")
-    print(f"  gRPC     {server.grpc_url}")
-    print(f"  HTTP     {server.http_url}")
-    print(f"  metrics  http://{server.metrics_url}/metrics")
-    print(f"  log      {server.log_file}")
-    print("Ctrl-C stops it.", flush=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while server.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    code = server.stop()
-    print(f"tritonserver stopped (exit code {code})")
-    return 0
+    for flag in ("http_port", "grpc_port", "metrics_port", "health_port"):
+        if not 0 < getattr(args, flag) < 65536:
+            raise BuildError(f"--{flag} must be a TCP port (1-65535), got {getattr(args, flag)}")
+    ports = [args.http_port, args.grpc_port, args.metrics_port, args.health_port]
+    if len(set(ports)) != len(ports):
+        raise BuildError(f"--http_port, --grpc_port, --metrics_port and --health_port must differ, got {ports}")
+    for flag in ("exit_timeout", "canary_interval", "canary_timeout", "timeout"):
+        if getattr(args, flag) <= 0:
+            raise BuildError(f"--{flag} must be > 0, got {getattr(args, flag)}")
+    options = ServeOptions(
+        host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+        health_port=args.health_port, exit_timeout=args.exit_timeout, model_control_mode=args.model_control_mode,
+        startup_timeout=args.timeout, canary_interval=args.canary_interval, canary_timeout=args.canary_timeout,
+        log_verbose=args.log_verbose, log_file=args.log_file)
+    return Supervisor(args.repository, options).run()
 
 
-def _raise_interrupt(*_):
-    raise KeyboardInterrupt
+def health(args: argparse.Namespace) -> int:
+    from .health import check
+
+    ready, line = check(args.url, args.timeout)
+    print(line)
+    return 0 if ready else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return build(args) if args.command == "build" else serve(args)
+        return {"build": build, "serve": serve, "health": health}[args.command](args)
     except BuildError as exc:
         print(f"sat-triton {args.command}: error: {exc}", file=sys.stderr)
         return 2

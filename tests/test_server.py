@@ -327,7 +327,7 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
     grpc_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sat_triton.builder", "serve", str(repository), "--http_port", str(free_port()),
-         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port())],
+         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port()), "--health_port", str(free_port())],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
