@@ -77,3 +77,88 @@ def test_summary_of_a_run_with_nothing_answered():
     summary = summarise([Outcome(0.0, 0.0, 5.0, outcomes.UNREACHABLE, "refused")], duration_s=1.0, offered_rate=1.0)
     assert summary["ok"] == 0 and summary["throughput_rps"] == 0.0 and summary["p99_ms"] is None
     assert summary["failed_fraction"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# corpus, statistics, report
+# ------------------------------------------------------------------------------------------------
+from bench.accounting import cpu_delta, stats_delta  # noqa: E402
+from bench.common import chunks, parse_settings  # noqa: E402
+from bench.corpus import LANGS, CorpusGenerator  # noqa: E402
+from bench.report import Row, compute_ratios, markdown_table, print_table, target_ratios  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return CorpusGenerator(lexicon=500)
+
+
+def test_corpus_is_the_same_every_run_and_sized_as_asked(generator):
+    texts = generator.texts(60, seed=7, chars=300)
+    assert texts == CorpusGenerator(lexicon=500).texts(60, seed=7, chars=300)
+    assert texts != generator.texts(60, seed=8, chars=300)
+    assert all(0 < len(t) <= 300 * 1.15 and t == t.rstrip() for t in texts)
+    assert sum(map(len, texts)) / len(texts) > 200
+    scripts = {"zh": "\u4e00", "ru": "\u0400", "ar": "\u0600", "ko": "\uac00", "hi": "\u0900"}
+    joined = "".join(texts)
+    for lang, base in scripts.items():  # the mix spans the scripts, not just Latin
+        assert any(base <= c <= chr(ord(base) + 0x1FFF) for c in joined), lang
+    assert len(generator.training_sentences(50)) == 50 and set(generator.lexicon) == set(LANGS)
+
+
+def test_statistics_delta_per_model():
+    def snap(requests, ns, execs, batch_execs=0, batch_ns=0):
+        return {"requests": requests, "request_ns": ns * 2, "queue_ns": ns // 2, "compute_input_ns": 0,
+                "compute_infer_ns": ns, "compute_output_ns": 0, "inferences": requests, "executions": execs,
+                "batch_executions": batch_execs, "batch_compute_ns": batch_ns}
+
+    before = {"tok": snap(10, 1_000_000, 10), "onnx": snap(10, 10_000_000, 5, 5, 10_000_000), "idle": snap(3, 5, 3)}
+    after = {"tok": snap(20, 3_000_000, 20), "onnx": snap(30, 50_000_000, 10, 10, 50_000_000), "idle": snap(3, 5, 3)}
+    delta = stats_delta(before, after, wall=2.0)
+    assert set(delta) == {"tok", "onnx"}  # a model with no new request is left out
+    assert delta["tok"]["requests"] == 10 and delta["tok"]["compute_ms"] == pytest.approx(0.2)
+    assert delta["tok"]["queue_ms"] == pytest.approx(0.1) and delta["tok"]["busy"] == pytest.approx(0.001)
+    onnx = delta["onnx"]  # 20 requests in 5 batched executions of 8 ms each, 40 ms busy in 2 s
+    assert onnx["executions"] == 5 and onnx["requests_per_exec"] == 4.0
+    assert onnx["exec_ms"] == pytest.approx(8.0) and onnx["busy"] == pytest.approx(0.02)
+    assert cpu_delta({"a": 1.0}, {"a": 3.0, "b": 1.0}, 2.0) == {"a": 1.0, "b": 0.5}
+
+
+def rows():
+    return [
+        Row("server: 8 texts/req x 4 clients", "server", 9000, 30, 1.0, [900.0, 1000.0], tokens=4000, probe=4000.0),
+        Row("client.SaT", "server", 9500, 30, 1.0, tokens=4200, probe=4400.0),
+        Row("wtpsplit ONNX Runtime: split(text)", "in-process", 7500, 30, 1.0, [30.0, 40.0], tokens=3300, probe=4000.0),
+        Row("wtpsplit PyTorch: split(list)", "in-process", 4000, 30, 1.0, tokens=1800, probe=4000.0),
+        Row("ONNX model alone: 32x118 tokens", "ceiling", 9200, 30, 1.0, tokens=4100, probe=4100.0),
+        Row("server: 1 short text, idle", "latency", 59 * 3, 3, 0.039, [13.0, 12.0, 14.0]),
+    ]
+
+
+def test_target_ratios_compare_the_best_of_each_group():
+    numbers = target_ratios(rows())
+    assert numbers["vs_wtpsplit_raw"] == pytest.approx(9500 / 7500)
+    assert numbers["vs_wtpsplit_normalised"] == pytest.approx(1.0 / (3300 / 4000))  # best "vs alone": 1.0 and 0.825
+    assert numbers["vs_alone_raw"] == pytest.approx(9500 / 9200)
+    assert numbers["vs_alone_normalised"] == pytest.approx(1.0)
+    assert numbers["wtpsplit_vs_alone_raw"] == pytest.approx(7500 / 9200)
+    words = compute_ratios(rows())
+    assert words["server best / wtpsplit best in-process, raw chars/s"].startswith("1.27 (vs wtpsplit ONNX Runtime")
+    assert words["best server (raw)"] == "client.SaT: 9,500 chars/s"
+    assert target_ratios([r for r in rows() if r.group != "in-process"]).keys() == {"vs_alone_raw", "vs_alone_normalised"}
+
+
+def test_tables_show_every_row(capsys):
+    table = markdown_table(rows())
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(rows()) and lines[0].startswith("| mode | chars/s")
+    assert "| server: 8 texts/req x 4 clients | 9,000 | 30.0 | 4,000 | 1.00 | 950 | 995 | 999 |" in table
+    assert "| client.SaT | 9,500 | 30.0 | 4,200 | 0.95 | - | - | - |" in table
+    print_table(rows())
+    out = capsys.readouterr().out
+    assert all(r.mode in out for r in rows()) and "13.0" in out
+
+
+def test_request_helpers():
+    assert chunks(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert parse_settings("1:1, 8:4,") == [(1, 1), (8, 4)]
