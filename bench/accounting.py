@@ -31,12 +31,27 @@ def stats_snapshot(url: str) -> dict:
         batch_exec = sum(b.compute_infer.count for b in m.batch_stats)
         batch_ns = sum(b.compute_input.ns + b.compute_infer.ns + b.compute_output.ns for b in m.batch_stats)
         snap[m.name] = {
-            "requests": s.success.count, "request_ns": s.success.ns, "queue_ns": s.queue.ns,
+            "requests": s.success.count, "failed": s.fail.count, "request_ns": s.success.ns, "queue_ns": s.queue.ns,
             "compute_input_ns": s.compute_input.ns, "compute_infer_ns": s.compute_infer.ns,
             "compute_output_ns": s.compute_output.ns, "inferences": m.inference_count,
             "executions": m.execution_count, "batch_executions": batch_exec, "batch_compute_ns": batch_ns,
         }
     return snap
+
+
+def wait_idle(url: str, quiet_s: float = 2.0, timeout_s: float = 120.0) -> float:
+    """Wait until no model of the server finished a request for ``quiet_s`` seconds (requests a client
+    gave up on may still run after it stopped waiting); returns the seconds waited."""
+    started = time.perf_counter()
+    last = None
+    while time.perf_counter() - started < timeout_s:
+        snap = stats_snapshot(url)
+        done = sum(m["requests"] + m["failed"] + m["executions"] for m in snap.values())
+        if done == last:
+            break
+        last = done
+        time.sleep(quiet_s)
+    return time.perf_counter() - started
 
 
 def stats_delta(before: dict, after: dict, wall: float) -> dict:
@@ -45,19 +60,22 @@ def stats_delta(before: dict, after: dict, wall: float) -> dict:
     out = {}
     for name, a in after.items():
         b = before.get(name, {k: 0 for k in a})
-        d = {k: a[k] - b[k] for k in a}
-        if d["requests"] == 0:
+        d = {k: a[k] - b.get(k, 0) for k in a}
+        if d["requests"] == 0 and d.get("failed", 0) == 0:
             continue
         req = d["requests"]
         execs = d["batch_executions"] or d["executions"]
         compute = d["compute_input_ns"] + d["compute_infer_ns"] + d["compute_output_ns"]
         exec_ns = d["batch_compute_ns"] if d["batch_executions"] else compute
+        def per_request(ns: int) -> float | None:
+            return ns / req / 1e6 if req else None
+
         out[name] = {
-            "requests": req, "executions": execs,
+            "requests": req, "failed": d.get("failed", 0), "executions": execs,
             "requests_per_exec": round(req / execs, 2) if execs else None,
             "inferences": d["inferences"],
-            "request_ms": d["request_ns"] / req / 1e6, "queue_ms": d["queue_ns"] / req / 1e6,
-            "compute_ms": compute / req / 1e6, "infer_ms": d["compute_infer_ns"] / req / 1e6,
+            "request_ms": per_request(d["request_ns"]), "queue_ms": per_request(d["queue_ns"]),
+            "compute_ms": per_request(compute), "infer_ms": per_request(d["compute_infer_ns"]),
             "exec_ms": exec_ns / execs / 1e6 if execs else None,
             "busy": exec_ns / 1e9 / wall if wall else None,
         }
@@ -106,11 +124,12 @@ def print_stats(title: str, delta: dict, cpu: dict | None = None, others: float 
         d = delta[name]
         busy = f"{d['busy'] * 100:.0f}%" if d["busy"] is not None else "-"
         composite = name in (TRITON_NAME,)
+        def ms(key: str) -> str:
+            return "-" if composite or d[key] is None else format(d[key], ".1f")
+
         print(f"    {name:<26}{d['requests']:>9}{d['executions']:>7}{d['requests_per_exec'] or 0:>9.2f}"
-              f"{'-' if composite else format(d['queue_ms'], '.1f'):>10}"
-              f"{'-' if composite else format(d['compute_ms'], '.1f'):>11}"
-              f"{'-' if composite or d['exec_ms'] is None else format(d['exec_ms'], '.1f'):>9}"
-              f"{'-' if composite else busy:>7}{d['request_ms']:>9.1f}")
+              f"{ms('queue_ms'):>10}{ms('compute_ms'):>11}{ms('exec_ms'):>9}{'-' if composite else busy:>7}"
+              f"{'-' if d['request_ms'] is None else format(d['request_ms'], '.1f'):>9}")
     if cpu:
         used = [f"{name} {value:.2f}" for name, value in sorted(cpu.items(), key=lambda kv: -kv[1]) if value >= 0.005]
         if others is not None:

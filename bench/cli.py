@@ -26,8 +26,8 @@ those two probes, so it holds when other work slows the machine down (the note t
 N cores", CPU used outside this benchmark, and "noisy" when the two probes disagree by > 15%).
 
 --sweep rebuilds the repository with other settings (``sat-triton build`` flags; variants that differ
-only in config.pbtxt lines are hard-linked copies with those lines rewritten). --capacity adds the
-capacity curve of the base repository (bench/capacity.py: open-loop load from idle to past capacity).
+only in config.pbtxt lines are hard-linked copies with those lines rewritten). The capacity curve
+(open-loop load from idle to past capacity) is its own command: ``python bench/capacity.py``.
 Results are also written as JSON to ``<work_dir>/results/``; the code is the ``bench`` package
 (bench/__init__.py lists its modules).
 """

@@ -45,7 +45,7 @@ from sat_triton.pipeline.options import parse_options  # noqa: E402
 from sat_triton.pipeline.pipeline import TokenizerSettings, finish, model_texts, output_arrays, prepare  # noqa: E402
 from sat_triton.pipeline.texts import decode_texts  # noqa: E402
 from sat_triton.pipeline.threads import available_cores, cap_tokenizer_threads  # noqa: E402
-from sat_triton.pipeline.tokenization import TokenizedBatch, load_tokenizer, tokenize  # noqa: E402
+from sat_triton.pipeline.tokenization import TokenizedBatch, load_tokenizer  # noqa: E402
 
 SETTINGS = TokenizerSettings(cls_id=0, sep_id=2, pad_id=1, pad_to_multiple_of=64)
 

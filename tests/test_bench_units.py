@@ -162,3 +162,45 @@ def test_tables_show_every_row(capsys):
 def test_request_helpers():
     assert chunks(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
     assert parse_settings("1:1, 8:4,") == [(1, 1), (8, 4)]
+
+
+# ------------------------------------------------------------------------------------------------
+# capacity curve
+# ------------------------------------------------------------------------------------------------
+from bench.capacity import curve_markdown, knee, knee_sentence, offered_rates, step_busy  # noqa: E402
+
+
+def point(offered, p99, ok=100, refused=0, failed=0.0, throughput=None):
+    return {"offered_rps": offered, "sent_rps": offered, "throughput_rps": throughput or offered, "ok": ok,
+            "refused": refused, "refused_fraction": refused / 100, "failed_fraction": failed, "p50_ms": p99 / 3,
+            "p95_ms": p99 / 1.5, "p99_ms": p99, "duration_s": 10.0, "chars_per_request": 2400.0,
+            "busy": {"onnx": offered / 4, "tokenizer": 0.05}}
+
+
+def test_offered_rates_are_fractions_of_capacity_read_as_round_numbers():
+    assert offered_rates(3.6789, [0.1, 0.5, 1.0, 1.5]) == [0.368, 1.84, 3.68, 5.52]
+    assert offered_rates(1234.0, [1.0, 1.0, 0.25]) == [308.0, 1230.0]
+    assert offered_rates(0.0, [1.0]) == []
+
+
+def test_knee_is_the_last_load_of_the_run_that_kept_the_slo():
+    curve = [point(1, 300), point(2, 400), point(3, 900), point(3.5, 450), point(4, 5000)]
+    assert knee(curve, 500)["offered_rps"] == 2  # 3.5 met it again, but 3 did not: the knee stays at 2
+    assert knee(curve, 1000)["offered_rps"] == 3.5
+    assert knee(curve, 100) is None
+    refusing = [point(1, 300), point(2, 320, refused=5, failed=0.05)]  # a bounded queue: fast, but refusing
+    assert knee(refusing, 500)["offered_rps"] == 1
+    assert knee([point(1, 300, ok=0)], 500) is None
+    text = knee_sentence(knee(curve, 500), 500, 8, 2400.0)
+    assert text.startswith("2 requests/s of 8 texts at p99 <= 500 ms (16 texts/s, 4,800 chars/s")
+    assert "not met" in knee_sentence(None, 100, 8, 2400.0)
+
+
+def test_curve_table_and_busiest_step():
+    table = curve_markdown([point(2, 400), point(1, 300, refused=3, failed=0.03)]).splitlines()
+    assert table[0].startswith("| offered req/s | sent req/s | ok req/s | chars/s | p50 ms")
+    assert table[2].startswith("| 1 | 1 | 1 | 2,400 | 100 | 200 | 300 | 3 (3%) | 3.0% | onnx 25% |")
+    assert table[3].startswith("| 2 |")  # sorted by offered load
+    stats = {"sat_tokenizer_ab": {"busy": 0.1}, "m_onnx": {"busy": 1.8}, "sat_postprocessor_t0_25": {"busy": 0.2},
+             "m": {"busy": None}}
+    assert step_busy(stats) == {"tokenizer": 0.1, "onnx": 1.8, "postprocessor": 0.2}
