@@ -152,10 +152,10 @@ def instances_table(args, tokenizer_file: Path) -> None:
     corpus = CorpusGenerator().texts(args.texts, seed=0, chars=args.text_chars)
     chars = sum(map(len, corpus))
     context = multiprocessing.get_context("spawn")
+    k = args.instance_texts_per_request
     print(f"\ntokenizer instances at once ({cores} cores; {args.texts} texts x {args.passes} passes each, "
-          f"{args.texts_per_request.split(',')[0]} texts/request)")
+          f"{k} texts/request)")
     print(f"{'instances':>9} {'threads':>10} {'chars/s per instance':>21} {'chars/s in all':>15} {'OS threads':>11}")
-    k = int(args.texts_per_request.split(",")[0])
     for n in [int(x) for x in args.instances.split(",")]:
         for threads in args.threads.split(","):
             count = max(1, cores // n) if threads == "auto" else int(threads)
@@ -186,6 +186,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", default="auto,0",
                         help="rayon threads per instance with --instances: auto (cores / instances), 0 (the library's "
                         "own pool of every core) or N (default: %(default)s)")
+    parser.add_argument("--instance_texts_per_request", type=int, default=32,
+                        help="texts per request with --instances (default: %(default)s)")
     parser.add_argument("--passes", type=int, default=3, help="corpus passes per instance with --instances "
                         "(default: %(default)s)")
     parser.add_argument("--skip_steps", action="store_true", help="only the --instances table")

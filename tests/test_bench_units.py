@@ -204,3 +204,16 @@ def test_curve_table_and_busiest_step():
     stats = {"sat_tokenizer_ab": {"busy": 0.1}, "m_onnx": {"busy": 1.8}, "sat_postprocessor_t0_25": {"busy": 0.2},
              "m": {"busy": None}}
     assert step_busy(stats) == {"tokenizer": 0.1, "onnx": 1.8, "postprocessor": 0.2}
+
+
+def test_spread_of_the_cpu_targets():
+    from bench.spread import spread, spread_text
+
+    runs = [{"vs_wtpsplit_raw": 1.25, "vs_alone_normalised": 0.97}, {"vs_wtpsplit_raw": 1.15},
+            {"vs_wtpsplit_raw": 1.31, "vs_alone_normalised": 1.01}]
+    summary = spread(runs)
+    assert set(summary) == {"vs_wtpsplit_raw", "vs_alone_normalised"}
+    raw = summary["vs_wtpsplit_raw"]
+    assert (raw["min"], raw["median"], raw["max"], raw["met"], raw["runs"]) == (1.15, 1.25, 1.31, 2, 3)
+    assert summary["vs_alone_normalised"]["met"] == 2
+    assert "1.25, 1.15, 1.31  (min 1.15, median 1.25, max 1.31; >= 1.2 in 2 of 3 runs)" in spread_text(summary)
