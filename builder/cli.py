@@ -59,17 +59,22 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="a request that waited this long in one step's queue is refused (UNAVAILABLE / 503); a "
                             "request's own 'timeout' may only shorten it; 0: no timeout (default: 30000; "
                             "docs/reliability.md)")
-    build.add_argument("--onnx_instance_count", type=int,
-                       help="instances of the ONNX step (default: 3 on gpu, 1 on cpu); on CPU, instances x "
-                            "--intra_op_threads = cores works best")
+    build.add_argument("--onnx_instance_count", type=_auto_or_int,
+                       help="instances of the ONNX step (default: 3 on gpu; auto on cpu: one per core up to 3 "
+                            "cores, then one per two cores, counted on this machine; builder/defaults.py)")
     build.add_argument("--length_granularity", type=int,
                        help="the ONNX step (python backend) runs a batch's windows in groups of similar length, "
                             "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 8 on cpu)")
     build.add_argument("--optimize", choices=["on", "off"],
                        help="fuse the graph with onnxruntime's transformer optimizer (contrib ops, onnxruntime "
                             "only; default: on for gpu, off for cpu)")
-    build.add_argument("--intra_op_threads", type=int, default=0,
-                       help="onnxruntime threads per ONNX instance (default 0: onnxruntime's choice, all cores)")
+    build.add_argument("--intra_op_threads", type=_auto_or_int, default="auto",
+                       help="onnxruntime threads per ONNX instance (default: auto = the serving host's cores / "
+                            "CPU instances, at least 1, all cores for one instance; 0 means auto)")
+    build.add_argument("--tokenizer_threads", type=_auto_or_int, default="auto",
+                       help="rayon threads of each tokenizer instance's tokenizers library (default: auto = the "
+                            "serving host's cores / tokenizer instances, at least 1, so instances x threads fit the "
+                            "cores; 0 = the library's own: every core in every instance)")
     build.add_argument("--tensorrt", action="store_true",
                        help="enable the TensorRT execution accelerator of the onnxruntime backend")
     build.add_argument("--use_lora", action="store_true",
@@ -121,21 +126,37 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _auto_or_int(value: str) -> int | str:
+    """``auto`` or a whole number (checked against each flag's minimum in :func:`build`)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got {value!r}") from None
+
+
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sat_triton.pipeline.options import default_threshold
+    from sat_triton.pipeline.threads import available_cores
 
     from . import checkpoint, export, lora, modeling, repository, tokenizer
-    from .defaults import build_defaults
+    from .defaults import build_defaults, cpu_onnx_instances, onnx_threads
 
     if args.tensorrt and args.optimize is None:
         args.optimize = "off"  # TensorRT runs no onnxruntime contrib ops
     for flag, value in build_defaults(args.device).items():  # builder/defaults.py: chosen by measurement
         if getattr(args, flag) is None:
             setattr(args, flag, value)
-    if args.intra_op_threads < 0:
-        raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
+    cores = available_cores()
+    if args.onnx_instance_count == "auto":  # cpu: from this machine's cores (builder/defaults.py)
+        args.onnx_instance_count = cpu_onnx_instances(cores) if args.device == "cpu" else build_defaults("gpu")[
+            "onnx_instance_count"]
+    for flag in ("intra_op_threads", "tokenizer_threads"):
+        if getattr(args, flag) != "auto" and getattr(args, flag) < 0:
+            raise BuildError(f"--{flag} must be auto or >= 0, got {getattr(args, flag)}")
     for flag in ("max_batch_size", "instance_count", "tokenizer_instance_count", "postprocessor_instance_count",
                  "onnx_instance_count", "model_version", "pad_to_multiple_of"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:  # a step's own count: None = --instance_count
@@ -197,7 +218,9 @@ def build(args: argparse.Namespace) -> int:
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
             tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
-            intra_op_threads=args.intra_op_threads, length_granularity=args.length_granularity,
+            intra_op_threads=onnx_threads(args.intra_op_threads, args.device, args.onnx_backend,
+                                          args.onnx_instance_count, cores),
+            tokenizer_threads=str(args.tokenizer_threads), length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
             max_queue_size=args.max_queue_size, queue_timeout_ms=args.queue_timeout_ms,
         )
@@ -210,6 +233,13 @@ def build(args: argparse.Namespace) -> int:
         print(f"LoRA: merged {lora_dir} (head: {network.classifier.out_features} labels, label 0 served); "
               f"default threshold {settings.default_threshold}")
     print(f"ONNX check: max |ONNX - PyTorch| = {report.max_abs_diff:.2e} logits (allowed {report.tolerance})")
+    onnx_share = (f"{settings.intra_op_threads} onnxruntime thread(s) each" if settings.intra_op_threads
+                  else "sharing the serving host's cores")
+    tokenizer_share = ("sharing the serving host's cores" if settings.tokenizer_threads == "auto"
+                       else f"{settings.tokenizer_threads} rayon thread(s) each (0: all cores)")
+    print(f"steps: ONNX {settings.onnx_instance_count} instance(s), {onnx_share}; tokenizer "
+          f"{settings.tokenizer_instance_count or settings.instance_count} instance(s), {tokenizer_share} "
+          f"(this machine: {cores} cores)")
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")
     print(f"call it:   client.SaT('{args.model_name_or_path}', triton_model_name='{names.ensemble}').split('...')")

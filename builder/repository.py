@@ -72,8 +72,9 @@ class RepositorySettings:
     default_threshold: float = 0.025
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
-    intra_op_threads: int = 0  # 0: onnxruntime's default (all cores)
+    intra_op_threads: int = 0  # 0: a share of the serving host's cores per CPU instance (one instance: all)
     onnx_instance_count: int = 1
+    tokenizer_threads: str = "auto"  # rayon threads per tokenizer instance: auto, 0 (the library's: all cores), N
     dynamic_batching: bool = True
     max_queue_size: int = 16  # requests waiting per step; 0: no bound (Triton's default)
     queue_timeout_ms: int = 30000  # longest wait in one step's queue; 0: no timeout
@@ -182,6 +183,7 @@ def write_repository(
         "max_queue_delay_us": settings.max_queue_delay_us,
         "intra_op_threads": settings.intra_op_threads,
         "onnx_instance_count": settings.onnx_instance_count,
+        "tokenizer_threads": settings.tokenizer_threads,
         "dynamic_batching": dynamic_batching(settings, settings.dynamic_batching),  # the ONNX step
         "queue_policy": dynamic_batching(settings, False),  # the Python steps (max_batch_size 0: nothing to merge)
         "ort_threads": (f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{settings.intra_op_threads}" }} }}'

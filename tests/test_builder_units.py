@@ -23,7 +23,7 @@ def test_every_template_renders_strictly_and_parses():
               "max_batch_size": 8, "tokenizer_instance_count": 1,
               "postprocessor_instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
               "intra_op_threads": 0, "length_granularity": 32,
-              "onnx_instance_count": 1, "dynamic_batching": "", "queue_policy": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
+              "onnx_instance_count": 1, "tokenizer_threads": "auto", "dynamic_batching": "", "queue_policy": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
               "language": ""}
     templates = sorted(repository.TEMPLATES.glob("*/config.pbtxt"))
@@ -103,7 +103,12 @@ def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, c
     common = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir)]
     assert main([*common, "--output_dir", str(tmp_path / "gpu"), "--triton_model_name", "g", "--device", "gpu"]) == 0
     assert main([*common, "--output_dir", str(tmp_path / "cpu"), "--triton_model_name", "c", "--device", "cpu"]) == 0
+    from sat_triton.builder.defaults import cpu_onnx_instances
+    from sat_triton.pipeline.threads import available_cores
+
     gpu, cpu = build_defaults("gpu"), build_defaults("cpu")
+    assert cpu["onnx_instance_count"] == "auto"
+    cpu["onnx_instance_count"] = cpu_onnx_instances(available_cores())  # resolved from this machine's cores
     onnx, steps = _configs(tmp_path / "gpu", "g")
     assert f"count: {gpu['onnx_instance_count']} kind: KIND_GPU" in onnx
     assert f"max_batch_size: {gpu['max_batch_size']}" in onnx
@@ -113,6 +118,8 @@ def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, c
     onnx, steps = _configs(tmp_path / "cpu", "c")
     assert f"count: {cpu['onnx_instance_count']} kind: KIND_CPU" in onnx
     assert "dynamic_batching { max_queue_delay_microseconds: 0 default_queue_policy" in onnx  # no batch delay
+    assert 'key: "intra_op_threads" value: { string_value: "0" }' in onnx  # auto: a share, taken at load time
+    assert all('key: "tokenizer_threads" value: { string_value: "auto" }' in c for c in steps if "tokenizer" in c)
     assert f'key: "length_granularity" value: {{ string_value: "{cpu["length_granularity"]}" }}' in onnx
     assert all(f"count: {cpu['instance_count']} kind: KIND_CPU" in c for c in steps)
     for device, root in (("gpu", tmp_path / "gpu"), ("cpu", tmp_path / "cpu")):  # every step's queue is bounded
