@@ -51,6 +51,33 @@ def targets(repository: Path) -> list[str]:
     return found
 
 
+def onnx_model(target: str) -> str:
+    """The ONNX step behind a target: ``<ensemble>_onnx`` for the ensemble and for ``<ensemble>_long``."""
+    return f"{target[:-5] if target.endswith('_long') else target}_onnx"
+
+
+def executions(http_url: str, timeout: float = 5.0) -> dict[str, int]:
+    """Model executions so far, per model (Triton's statistics API); empty when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=timeout) as answer:
+            stats = json.loads(answer.read()).get("model_stats", [])
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, int] = {}
+    for entry in stats:
+        found[entry["name"]] = found.get(entry["name"], 0) + int(entry.get("execution_count", 0))
+    return found
+
+
+def stall_streak(streak: int, verdict: Verdict, executed_before: int | None, executed_now: int | None) -> int:
+    """Canary rounds in a row that a target was refused as overloaded while its ONNX step executed nothing
+    (counts from Triton's statistics before and after the round): a full queue that does not move is a
+    stalled step, not a busy one (a bounded queue turns Triton 2.51's batcher prefetching off, and its
+    dispatch can drift to a stall: triton-inference-server/server#8870)."""
+    idle = executed_now is not None and executed_now == executed_before
+    return streak + 1 if verdict.kind == "overloaded" and idle else 0
+
+
 def classify(status: int, message: str) -> Verdict:
     """The verdict for a Triton HTTP error answer (status and its ``error`` text)."""
     if status == 503 and any(text in message for text in _OVERLOADED):

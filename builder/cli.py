@@ -52,13 +52,14 @@ def _build_parser() -> argparse.ArgumentParser:
                             "(off: delay 0; its queue stays bounded); auto: on for gpu, off for cpu, where batches "
                             "buy nothing (default: %(default)s; docs/performance.md)")
     build.add_argument("--max_queue_size", type=int,
-                       help="requests that may wait in each step's queue; one more is refused at once with "
-                            "UNAVAILABLE (gRPC) / 503 (HTTP); 0: no bound (default: 64 on gpu, 16 on cpu; "
-                            "docs/reliability.md)")
+                       help="requests that may wait for the ONNX step (the bottleneck); one more is refused at once "
+                            "with UNAVAILABLE (gRPC) / 503 (HTTP) 'Exceeds maximum queue size'. Past capacity an "
+                            "accepted request waits about this many requests' time; 0: no bound (default: 64 on gpu, "
+                            "8 on cpu; docs/reliability.md)")
     build.add_argument("--queue_timeout_ms", type=int,
-                       help="a request that waited this long in one step's queue is refused (UNAVAILABLE / 503); a "
-                            "request's own 'timeout' may only shorten it; 0: no timeout (default: 30000; "
-                            "docs/reliability.md)")
+                       help="a request that waited this long for the ONNX step is refused (UNAVAILABLE / 503 "
+                            "'Request timeout expired'); a request's own 'timeout' may only shorten it; 0: no "
+                            "timeout (default: 30000; docs/reliability.md)")
     build.add_argument("--onnx_instance_count", type=_auto_or_int,
                        help="instances of the ONNX step (default: 3 on gpu; auto on cpu: one per core up to 3 "
                             "cores, then one per two cores, counted on this machine; builder/defaults.py)")

@@ -48,6 +48,9 @@ RESTART_ATTEMPTS = 5  # consecutive failed restarts before the supervisor gives 
 LOAD_TIMEOUT_S = 180  # one model reload through the repository API
 QUIET_SAMPLES, QUIET_EVERY_S = 3, 0.2  # drained: this many samples in a row with nothing in flight
 UNREACHABLE_LIMIT = 2  # canaries in a row without an answer before tritonserver is restarted
+# canary rounds in a row refused as overloaded while the ONNX step executed nothing: a stalled batcher
+# (a bounded queue turns Triton 2.51's batcher prefetching off; triton-inference-server/server#8870)
+STALL_ROUNDS = 6
 
 
 class ServeError(BuildError):
@@ -214,15 +217,26 @@ class Supervisor:
                     return
 
     def _canary_loop(self) -> None:
+        stalled: dict[str, int] = {}  # canary rounds in a row refused as overloaded while its ONNX step ran nothing
+        executions: dict[str, int] = {}
         while not self._stop.wait(self.opts.canary_interval):
             if self.state.phase != "ready":
+                stalled.clear()
                 continue
             generation = self._generation
+            before, executions = executions, canary.executions(self.triton.http_url)
             for target in self.targets:
                 verdict = canary.send(self.triton.http_url, target, self.opts.canary_timeout)
                 if generation != self._generation or self.state.phase != "ready" or self._stop.is_set():
                     break
                 self.state.record(target, verdict)
+                onnx = canary.onnx_model(target)
+                stalled[target] = canary.stall_streak(stalled.get(target, 0), verdict, before.get(onnx),
+                                                      executions.get(onnx))
+                if stalled[target] >= STALL_ROUNDS:
+                    stalled[target] = 0
+                    verdict = canary.Verdict("broken", f"refused as overloaded for {STALL_ROUNDS} canaries in a row "
+                                                       f"while {onnx} executed nothing: its batcher stalled", onnx)
                 if verdict.kind == "ok":
                     self._unreachable.pop(target, None)
                 elif verdict.kind != "overloaded":
