@@ -482,7 +482,9 @@ def main(argv=None) -> int:
                 f"after {kill['after']}")
         record["memory_after_heal_mb"] = serve.memory()
 
+        said = serve.lines
         record["restart"], serve = phase_restart(serve, args.model, requests, expected)
+        serve.lines[:0] = said
         r = record["restart"]
         log(f"restart: SIGTERM -> exit {r['serve_exit_code']} in {r['stop_s']:.1f} s, started again in "
             f"{r['start_s']:.1f} s; during {r['during']}, after {r['after']}")
@@ -490,6 +492,7 @@ def main(argv=None) -> int:
     finally:
         code, _ = serve.stop(signal.SIGINT)
     record["elapsed_s"] = time.monotonic() - started
+    record["supervisor_said"] = [line.strip() for line in serve.lines if line.startswith("sat-triton serve:")]
     record["load_average_after"] = os.getloadavg()
     record["failed_checks"] = failed = checks(record)
     out = args.out or work / "results" / f"faults-{time.strftime('%Y%m%d-%H%M%S')}.json"

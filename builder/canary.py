@@ -5,7 +5,8 @@ Triton's HTTP/JSON protocol (standard library only), and sorts the answer into o
 
 * ``ok``: the model answered with sentences;
 * ``overloaded``: the bounded queue refused it (UNAVAILABLE / 503 "Exceeds maximum queue size" or
-  "Request timeout expired"): the server works and is full; that is no reason to heal it;
+  "Request timeout expired"; through the long model's BLS call the same text arrives as INTERNAL):
+  the server works and is full; that is no reason to heal it;
 * ``broken``: any other error, such as INTERNAL "Stub process '<model>_0_0' is not healthy" (then
   ``model`` names the broken model), a model that is not loaded, or an answer without sentences;
 * ``unreachable``: no answer (connection refused, or nothing within the timeout).
@@ -80,7 +81,7 @@ def stall_streak(streak: int, verdict: Verdict, executed_before: int | None, exe
 
 def classify(status: int, message: str) -> Verdict:
     """The verdict for a Triton HTTP error answer (status and its ``error`` text)."""
-    if status == 503 and any(text in message for text in _OVERLOADED):
+    if any(text in message for text in _OVERLOADED):  # the long model passes its BLS refusals on as INTERNAL
         return Verdict("overloaded", message)
     if status == 503 and _STOPPING in message:
         return Verdict("unreachable", message)

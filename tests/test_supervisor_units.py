@@ -15,6 +15,8 @@ from sat_triton.builder.health import HealthServer, HealthState, check
 @pytest.mark.parametrize("status, message, kind, model", [
     (503, "in ensemble 'm', [request id: <id_unknown>] Exceeds maximum queue size", "overloaded", None),
     (503, "in ensemble 'm', Request timeout expired", "overloaded", None),
+    (500, "Failed to process the request(s) for model 'm_long_0_0', message: TritonModelException: [request id: "
+          "<id_unknown>] Exceeds maximum queue size", "overloaded", None),  # the long model's BLS call refused
     (500, "in ensemble 'm', Stub process 'sat_tokenizer_0123abcd_0_0' is not healthy.", "broken",
      "sat_tokenizer_0123abcd"),
     (500, "Failed to process the request(s) for model 'm_long_0_0', message: TritonModelException: Stub process "
