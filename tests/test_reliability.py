@@ -141,10 +141,15 @@ def outcome(call) -> tuple[str, str, float]:
 
 
 @pytest.fixture(scope="module")
-def small_repository(tmp_path_factory, checkpoint_dir, tokenizer_dir):
-    out = tmp_path_factory.mktemp("reliability") / "model_repository"
-    build_repository(checkpoint_dir, tokenizer_dir, out, MODEL, "--max_batch_size", "16", "--max_queue_size",
-                     str(QUEUE))
+def small_repository(tmp_path_factory, tokenizer_dir):
+    """A checkpoint wider than the suite's (hidden 128): its ONNX step, whose queue is bounded, is the
+    bottleneck, as sat-3l-sm's is on CPU (with hidden 32 the Python tokenizer saturates first)."""
+    from artifacts import make_checkpoint
+
+    work = tmp_path_factory.mktemp("reliability")
+    checkpoint = make_checkpoint(work / "ckpt", layers=2, hidden=128, heads=4, seed=3)
+    out = work / "model_repository"
+    build_repository(checkpoint, tokenizer_dir, out, MODEL, "--max_batch_size", "16", "--max_queue_size", str(QUEUE))
     return out
 
 
