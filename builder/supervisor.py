@@ -165,7 +165,11 @@ class Supervisor:
         if failed:
             raise TritonServerError(f"tritonserver is up but its canary requests fail: {failed}")
         self._snapshot()
-        self.state.set("ready")
+        self._set_ready()
+
+    def _set_ready(self) -> None:
+        if not self._stop.is_set():  # a SIGTERM during a start or heal keeps readiness at 503 (draining)
+            self.state.set("ready")
 
     def _print_ready(self, health_address) -> None:
         t = self.triton
@@ -273,7 +277,7 @@ class Supervisor:
                 return  # stopping
         else:
             self._snapshot()
-            self.state.set("ready")
+            self._set_ready()
         processes.remove_shm_regions(list(dead))
         seconds = time.monotonic() - started
         self.state.healed(seconds, restarted)
