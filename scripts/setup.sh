@@ -13,3 +13,5 @@ import numpy, tokenizers, onnxruntime, torch, tritonclient, wtpsplit
 assert numpy.__version__.startswith("1."), "the Triton 24.10 Python stub needs numpy<2"
 print(f"ready: numpy {numpy.__version__}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
 PY
+# Docker and debootstrap (apt), the images' wheelhouse and base root filesystem, hadolint and checkov.
+bash scripts/setup-container.sh
