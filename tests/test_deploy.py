@@ -410,17 +410,33 @@ def test_docs_build_commands_parse_with_the_cli():
     assert any(device == "cpu" for device, *_ in seen)
 
 
-def test_docs_docker_commands_use_the_image_as_built():
-    (build, *_) = shell_commands("docker build")
-    assert build[build.index("-f") + 1] == DOCKERFILE.name
-    tag = build[build.index("-t") + 1]
-    runs = shell_commands("docker run")
-    assert any("--gpus" in r for r in runs) and any("--gpus" not in r for r in runs), "GPU and CPU-only runs"
+def published_ports(run: list[str]) -> tuple[set[str], set[int]]:
+    """(host addresses, container ports) of a `docker run`'s -p options; ranges such as 8000-8003 expanded."""
+    addresses, ports = set(), set()
+    for i, word in enumerate(run[:-1]):
+        if word == "-p":
+            parts = run[i + 1].split(":")
+            addresses.add(parts[0] if len(parts) == 3 else "")
+            first, _, last = parts[-1].partition("-")
+            ports.update(range(int(first), int(last or first) + 1))
+    return addresses, ports
+
+
+def test_docs_docker_commands_use_the_images_as_built():
+    builds = shell_commands("docker build")
+    built = {b[b.index("-t") + 1].split(":")[0]: b[b.index("-f") + 1] for b in builds}
+    assert set(built.values()) == {"Dockerfile.cpu", DOCKERFILE.name}, "both images built"
+    assert all((ROOT / f).is_file() for f in built.values())
+    runs = [r for r in shell_commands("docker run") if "tritonserver" not in r]  # §7 overrides the command
+    for image, dockerfile in built.items():
+        mine = [r for r in runs if image in r]
+        assert mine, f"no docker run of {image}"
+        assert all(("--gpus" in r) == (dockerfile == DOCKERFILE.name) for r in mine), "GPUs for the NGC image only"
     for run in runs:
-        assert tag in run
+        assert any(image in run for image in built), run
         assert any(w.endswith(":/models:ro") for w in run), "repository mounted read-only at /models"
-        published = {w.split(":")[-1] for i, w in enumerate(run) if i and run[i - 1] == "-p"}
-        assert published == {str(p) for p in TRITON_PORTS.values()}
+        addresses, ports = published_ports(run)
+        assert ports == set(dockerfiles.IMAGE_PORTS.values()) and addresses == {"127.0.0.1"}, run
 
 
 def test_docs_curl_request_is_a_valid_v2_request():
