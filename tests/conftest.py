@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,12 @@ from artifacts import make_adapter, make_checkpoint, make_tokenizer  # noqa: E40
 from servers import build_repository, start_container, start_local, stop_container  # noqa: E402
 
 import dockerhost  # noqa: E402  (scripts/, put on sys.path by servers)
+
+# testcontainers against the local daemon with no registry: no reaper (its image cannot be pulled; the
+# fixtures remove their containers themselves), and the ports published on this host, not the bridge
+# gateway (a machine with /.dockerenv looks like a container to it). Read when testcontainers is imported.
+for _key, _value in dockerhost.TESTCONTAINERS_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 MAX_BATCH_SIZE = 16  # small, so that the too-many-windows path is easy to reach
 

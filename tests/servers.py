@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -49,8 +48,6 @@ def start_container(repository: Path, models: list[str], image: str, startup_tim
     Every port is published on 127.0.0.1 only (a random host port each). Ready is the image's own
     truthful health (sat-triton serve's health port answering 200), waited for with testcontainers'
     HttpWaitStrategy; then every model is checked ready through Triton too."""
-    for key, value in dockerhost.TESTCONTAINERS_ENV.items():
-        os.environ.setdefault(key, value)
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import HttpWaitStrategy
 
@@ -59,8 +56,8 @@ def start_container(repository: Path, models: list[str], image: str, startup_tim
     container = (
         DockerContainer(image, shm_size="1g")  # python backend shm, as docs/deployment.md runs it
         .with_volume_mapping(str(repository.resolve()), "/models", "ro")
-        .with_kwargs(entrypoint=["tini", "--", "sat-triton", "serve", "/models"])  # appended to the entrypoint's `sat-triton serve /models`
-        .waiting_for(HttpWaitStrategy(CONTAINER_PORTS["http"], "/v2/health/ready")
+        .with_command(["--exit_timeout", "3"])  # appended to the entrypoint's `sat-triton serve /models`
+        .waiting_for(HttpWaitStrategy(CONTAINER_PORTS["health"], "/v2/health/ready")
                      .with_startup_timeout(startup_timeout))
     )
     for port in CONTAINER_PORTS.values():

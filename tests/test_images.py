@@ -243,7 +243,7 @@ def test_cpu_image_serves_under_a_restricted_profile(cpu_image, repository):
     container = (
         DockerContainer(cpu_image.tag, shm_size="256m")
         .with_volume_mapping(str(repository.resolve()), "/models", "ro")
-        .with_tmpfs_mount("/tmp", "256m")
+        .with_tmpfs_mount("/tmp", "size=256m")  # docker tmpfs options
         .with_kwargs(read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"])
         .with_command(["--exit_timeout", "5"])
         .waiting_for(HttpWaitStrategy(IMAGE_PORTS["health"], "/v2/health/ready").with_startup_timeout(300))
