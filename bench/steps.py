@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """The ensemble's two Python steps alone: chars/s of the tokenizer and the postprocessor, side by side.
 
 Runs the code the Triton models run (``sat_pipeline.pipeline.prepare`` and ``finish`` plus the output
@@ -8,75 +9,108 @@ threshold, about what the benchmark's checkpoint gives. What it tells:
 * how many characters per second one instance of each step can take on this CPU, so how many
   instances a target throughput needs (on an H100 the network is cheap and these steps decide);
 * the postprocessor/tokenizer ratio: how many tokenizer instances balance one postprocessor instance
-  (``sat-triton build --tokenizer_instance_count`` / ``--postprocessor_instance_count``).
+  (``sat-triton build --tokenizer_instance_count`` / ``--postprocessor_instance_count``);
+* the tokenizer step before and after its bulk conversion (``per-token``: the encodings' ids and
+  offsets turned into numpy one Python step per token, as before; ``bulk``: today's
+  ``tokenize``), timed in alternating passes of the same run;
+* with ``--instances``: N tokenizer instances at once (one process each, as Triton runs them), each
+  with ``--threads`` rayon threads (``auto``: cores / N, what the build renders; ``0``: the library's
+  own pool of every core): chars/s per instance and in all.
 
-    python bench/steps.py                     # ~1 minute on 2 cores
+    python bench/steps.py                              # ~1 minute on 2 cores
     python bench/steps.py --texts_per_request 32 --texts 4000
+    python bench/steps.py --instances 1,2,4,8 --threads auto,0 --texts_per_request 32   # the tokenizer sweep
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
+if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
+    sys.path.pop(0)  # bench/'s modules are bench.*, never top-level names
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import benchmark  # noqa: E402  (the corpus generator and tokenizer of the end-to-end benchmark)
+import numpy as np  # noqa: E402
+
+from bench.artifacts import tokenizer_path  # noqa: E402
+from bench.corpus import CorpusGenerator  # noqa: E402
+from sat_triton.pipeline.chunking import build_inputs, plan_chunks  # noqa: E402
 from sat_triton.pipeline.options import parse_options  # noqa: E402
-from sat_triton.pipeline.pipeline import TokenizerSettings, finish, output_arrays, prepare  # noqa: E402
+from sat_triton.pipeline.pipeline import TokenizerSettings, finish, model_texts, output_arrays, prepare  # noqa: E402
 from sat_triton.pipeline.texts import decode_texts  # noqa: E402
-from sat_triton.pipeline.tokenization import load_tokenizer  # noqa: E402
+from sat_triton.pipeline.threads import available_cores, cap_tokenizer_threads  # noqa: E402
+from sat_triton.pipeline.tokenization import TokenizedBatch, load_tokenizer  # noqa: E402
+
+SETTINGS = TokenizerSettings(cls_id=0, sep_id=2, pad_id=1, pad_to_multiple_of=64)
 
 
-def best_seconds(run, repeat: int) -> float:
-    run()  # warm up
-    best = float("inf")
+def tokenize_per_token(tokenizer, texts: list[str], include: np.ndarray | None = None) -> TokenizedBatch:
+    """``tokenize`` as it was before the bulk conversion (kept to time both side by side): the ids and
+    offsets of every token pass through a Python generator into numpy."""
+    if include is None:
+        include = np.ones(len(texts), dtype=bool)
+    chosen = [text for text, keep in zip(texts, include) if keep]
+    encodings = tokenizer.encode_batch(chosen, add_special_tokens=False) if chosen else []
+    counts = np.zeros(len(texts), dtype=np.int64)
+    counts[np.asarray(include, dtype=bool)] = [len(e.ids) for e in encodings]
+    total = int(counts.sum())
+    ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=total)
+    ends = np.fromiter((end for e in encodings for _, end in e.offsets), dtype=np.int64, count=total)
+    return TokenizedBatch(ids=ids, ends=ends, counts=counts)
+
+
+def prepare_per_token(tokenizer, texts, options, settings):
+    """``prepare`` with :func:`tokenize_per_token` in place of ``tokenize``."""
+    inputs, include = model_texts(texts, options)
+    batch = tokenize_per_token(tokenizer, inputs, include)
+    plan = plan_chunks(batch.counts, options.block_size, options.stride)
+    input_ids, attention_mask = build_inputs(batch.ids, batch.starts, plan, settings.cls_id, settings.sep_id,
+                                             settings.pad_id, settings.pad_to_multiple_of)
+    return batch, plan, input_ids, attention_mask
+
+
+def best_seconds(runs: dict, repeat: int) -> dict[str, float]:
+    """Each callable's best time over ``repeat`` passes, the callables taking turns within each pass (so
+    a machine that slows down in between weighs on all of them alike)."""
+    for run in runs.values():
+        run()  # warm up
+    best = {name: float("inf") for name in runs}
     for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - started)
     return best
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--texts", type=int, default=2048, help="corpus size (default: %(default)s)")
-    parser.add_argument("--text_chars", type=int, default=300, help="characters per text, about")
-    parser.add_argument("--texts_per_request", default="1,8,32,128", help="comma list (default: %(default)s)")
-    parser.add_argument("--repeat", type=int, default=3, help="passes per setting; the best counts")
-    parser.add_argument("--threshold", type=float, default=0.25)
-    parser.add_argument("--work_dir", default=str(ROOT / "bench" / ".work"))
-    args = parser.parse_args(argv)
+def requests_of(corpus: list[str], k: int) -> list[np.ndarray]:
+    return [np.array([t.encode("utf-8") for t in corpus[i:i + k]], dtype=np.object_) for i in range(0, len(corpus), k)]
 
-    generator = benchmark.CorpusGenerator()
-    tokenizer_dir = benchmark.make_tokenizer(Path(args.work_dir) / "tokenizer-u8000", generator, 8000,
-                                             train_sentences=6000)
-    tokenizer = load_tokenizer(tokenizer_dir / "tokenizer.json")
-    corpus = generator.texts(args.texts, seed=0, chars=args.text_chars)
+
+def steps_table(args, tokenizer_file: Path) -> None:
+    tokenizer = load_tokenizer(tokenizer_file)
+    corpus = CorpusGenerator().texts(args.texts, seed=0, chars=args.text_chars)
     chars = sum(map(len, corpus))
-    settings = TokenizerSettings(cls_id=0, sep_id=2, pad_id=1, pad_to_multiple_of=64)
     options = parse_options({})
     rng = np.random.default_rng(0)
-
-    print(f"{len(corpus)} texts, {chars:,} characters; best of {args.repeat} passes; "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'texts/request':>13} {'tokenizer chars/s':>18} {'ms/request':>10} {'postprocessor chars/s':>22} "
-          f"{'ms/request':>10} {'post/tok':>9}")
+    print(f"{len(corpus)} texts, {chars:,} characters; best of {args.repeat} alternating passes; "
+          f"{os.cpu_count()} CPUs; one instance (this process), the tokenizers library's own threads")
+    print(f"{'texts/request':>13} {'tokenizer chars/s':>18} {'ms/request':>10} {'per-token path':>15} {'bulk/per-token':>14}"
+          f" {'postprocessor chars/s':>22} {'ms/request':>10} {'post/tok':>9}")
     for k in [int(x) for x in args.texts_per_request.split(",")]:
-        requests = [np.array([t.encode("utf-8") for t in corpus[i:i + k]], dtype=np.object_)
-                    for i in range(0, len(corpus), k)]
-
-        def tokenize_all():
-            return [prepare(tokenizer, decode_texts(raw), options, settings) for raw in requests]
-
-        prepared = tokenize_all()
+        requests = requests_of(corpus, k)
+        for raw in requests[:4]:  # the two paths give the same arrays
+            a, b = prepare(tokenizer, decode_texts(raw), options, SETTINGS), prepare_per_token(
+                tokenizer, decode_texts(raw), options, SETTINGS)
+            assert all(np.array_equal(x, y) for x, y in [(a[0].ids, b[0].ids), (a[0].ends, b[0].ends),
+                                                          (a[0].counts, b[0].counts), (a[2], b[2]), (a[3], b[3])])
+        prepared = [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests]
         # about 3% of tokens over the 0.25 threshold: a sentence every ~30 tokens
         logits = [rng.normal(-4.0, 1.5, size=input_ids.shape).astype(np.float32) for _, _, input_ids, _ in prepared]
 
@@ -86,10 +120,85 @@ def main(argv=None) -> int:
                                    args.threshold)
                 output_arrays(segmented, char_probs=False)
 
-        tok_s = best_seconds(tokenize_all, args.repeat)
-        post_s = best_seconds(postprocess_all, args.repeat)
-        print(f"{k:>13} {chars / tok_s:>18,.0f} {tok_s / len(requests) * 1e3:>10.2f} {chars / post_s:>22,.0f} "
-              f"{post_s / len(requests) * 1e3:>10.2f} {tok_s / post_s:>9.2f}")
+        best = best_seconds({
+            "bulk": lambda: [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests],
+            "per-token": lambda: [prepare_per_token(tokenizer, decode_texts(raw), options, SETTINGS)
+                                  for raw in requests],
+            "post": postprocess_all}, args.repeat)
+        tok_s, old_s, post_s = best["bulk"], best["per-token"], best["post"]
+        print(f"{k:>13} {chars / tok_s:>18,.0f} {tok_s / len(requests) * 1e3:>10.2f} {chars / old_s:>15,.0f} "
+              f"{old_s / tok_s:>14.2f} {chars / post_s:>22,.0f} {post_s / len(requests) * 1e3:>10.2f} "
+              f"{tok_s / post_s:>9.2f}", flush=True)
+
+
+def _instance(tokenizer_file: str, threads: int, texts: list[str], k: int, passes: int, barrier, queue) -> None:
+    """One tokenizer instance (a process, as Triton runs it): rayon threads capped first, then timed."""
+    cap_tokenizer_threads(threads)
+    tokenizer = load_tokenizer(tokenizer_file)
+    options = parse_options({})
+    requests = requests_of(texts, k)
+    [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests[:4]]  # warm up (starts the pool)
+    barrier.wait()
+    started = time.perf_counter()
+    for _ in range(passes):
+        for raw in requests:
+            prepare(tokenizer, decode_texts(raw), options, SETTINGS)
+    queue.put((time.perf_counter() - started, len(os.listdir("/proc/self/task")) if os.path.isdir("/proc") else 0))
+
+
+def instances_table(args, tokenizer_file: Path) -> None:
+    """N instances at once per (N, threads) setting: chars/s per instance and in all."""
+    cores = available_cores()
+    corpus = CorpusGenerator().texts(args.texts, seed=0, chars=args.text_chars)
+    chars = sum(map(len, corpus))
+    context = multiprocessing.get_context("spawn")
+    k = args.instance_texts_per_request
+    print(f"\ntokenizer instances at once ({cores} cores; {args.texts} texts x {args.passes} passes each, "
+          f"{k} texts/request)")
+    print(f"{'instances':>9} {'threads':>10} {'chars/s per instance':>21} {'chars/s in all':>15} {'OS threads':>11}")
+    for n in [int(x) for x in args.instances.split(",")]:
+        for threads in args.threads.split(","):
+            count = max(1, cores // n) if threads == "auto" else int(threads)
+            barrier, queue = context.Barrier(n), context.Queue()
+            procs = [context.Process(target=_instance, args=(str(tokenizer_file), count, corpus, k, args.passes, barrier,
+                                                              queue)) for _ in range(n)]
+            for proc in procs:
+                proc.start()
+            results = [queue.get(timeout=900) for _ in procs]
+            for proc in procs:
+                proc.join()
+            per = [chars * args.passes / wall for wall, _ in results]
+            label = f"{threads} ({count})" if threads == "auto" else threads
+            print(f"{n:>9} {label:>10} {np.mean(per):>21,.0f} {sum(per):>15,.0f} {max(t for _, t in results):>11}",
+                  flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--texts", type=int, default=2048, help="corpus size (default: %(default)s)")
+    parser.add_argument("--text_chars", type=int, default=300, help="characters per text, about (default: %(default)s)")
+    parser.add_argument("--texts_per_request", default="1,8,32,128", help="comma list (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="passes per setting; the best counts (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=0.25, help="postprocessor threshold (default: %(default)s)")
+    parser.add_argument("--instances", help="comma list: also run this many tokenizer instances at once, one process "
+                        "each (default: none)")
+    parser.add_argument("--threads", default="auto,0",
+                        help="rayon threads per instance with --instances: auto (cores / instances), 0 (the library's "
+                        "own pool of every core) or N (default: %(default)s)")
+    parser.add_argument("--instance_texts_per_request", type=int, default=32,
+                        help="texts per request with --instances (default: %(default)s)")
+    parser.add_argument("--passes", type=int, default=3, help="corpus passes per instance with --instances "
+                        "(default: %(default)s)")
+    parser.add_argument("--skip_steps", action="store_true", help="only the --instances table")
+    parser.add_argument("--work_dir", default=str(ROOT / "bench" / ".work"),
+                        help="the benchmark's cache of generated artifacts (default: %(default)s)")
+    args = parser.parse_args(argv)
+    tokenizer_file = tokenizer_path(Path(args.work_dir)) / "tokenizer.json"
+    if not args.skip_steps:
+        steps_table(args, tokenizer_file)
+    if args.instances:
+        instances_table(args, tokenizer_file)
     return 0
 
 

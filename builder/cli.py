@@ -2,15 +2,14 @@
 
     sat-triton build --model_name_or_path sat-3l-sm --output_dir model_repository
     sat-triton serve model_repository
+    sat-triton health
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from sat_triton.client.sat import default_triton_name
@@ -49,19 +48,33 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max_queue_delay_us", type=int,
                        help="dynamic batcher queue delay (default: 500 on gpu, 2000 on cpu)")
     build.add_argument("--dynamic_batching", choices=["auto", "on", "off"], default="auto",
-                       help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
-                            "spins a core while requests queue (docs/performance.md)")
-    build.add_argument("--onnx_instance_count", type=int,
-                       help="instances of the ONNX step (default: 3 on gpu, 1 on cpu); on CPU, instances x "
-                            "--intra_op_threads = cores works best")
+                       help="the ONNX step waits up to --max_queue_delay_us for a batch to fill (on) or not at all "
+                            "(off: delay 0; its queue stays bounded); auto: on for gpu, off for cpu, where batches "
+                            "buy nothing (default: %(default)s; docs/performance.md)")
+    build.add_argument("--max_queue_size", type=int,
+                       help="requests that may wait in each step's queue; one more is refused at once with "
+                            "UNAVAILABLE (gRPC) / 503 (HTTP); 0: no bound (default: 64 on gpu, 16 on cpu; "
+                            "docs/reliability.md)")
+    build.add_argument("--queue_timeout_ms", type=int,
+                       help="a request that waited this long in one step's queue is refused (UNAVAILABLE / 503); a "
+                            "request's own 'timeout' may only shorten it; 0: no timeout (default: 30000; "
+                            "docs/reliability.md)")
+    build.add_argument("--onnx_instance_count", type=_auto_or_int,
+                       help="instances of the ONNX step (default: 3 on gpu; auto on cpu: one per core up to 3 "
+                            "cores, then one per two cores, counted on this machine; builder/defaults.py)")
     build.add_argument("--length_granularity", type=int,
                        help="the ONNX step (python backend) runs a batch's windows in groups of similar length, "
                             "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 8 on cpu)")
     build.add_argument("--optimize", choices=["on", "off"],
                        help="fuse the graph with onnxruntime's transformer optimizer (contrib ops, onnxruntime "
                             "only; default: on for gpu, off for cpu)")
-    build.add_argument("--intra_op_threads", type=int, default=0,
-                       help="onnxruntime threads per ONNX instance (default 0: onnxruntime's choice, all cores)")
+    build.add_argument("--intra_op_threads", type=_auto_or_int, default="auto",
+                       help="onnxruntime threads per ONNX instance (default: auto = the serving host's cores / "
+                            "CPU instances, at least 1, all cores for one instance; 0 means auto)")
+    build.add_argument("--tokenizer_threads", type=_auto_or_int, default="auto",
+                       help="rayon threads of each tokenizer instance's tokenizers library (default: auto = the "
+                            "serving host's cores / tokenizer instances, at least 1, so instances x threads fit the "
+                            "cores; 0 = the library's own: every core in every instance)")
     build.add_argument("--tensorrt", action="store_true",
                        help="enable the TensorRT execution accelerator of the onnxruntime backend")
     build.add_argument("--use_lora", action="store_true",
@@ -73,32 +86,77 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="a local LoRA adapter directory in wtpsplit's layout (adapter_config.json, head_config.json, "
                             "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export")
 
-    serve = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
+    serve = sub.add_parser(
+        "serve", help="run tritonserver on a model repository under a supervisor (truthful health, healing, "
+                      "drain on SIGTERM) until Ctrl-C or SIGTERM; see docs/reliability.md")
     serve.add_argument("repository", type=Path)
-    serve.add_argument("--http_port", "--http-port", type=int, default=8000)
-    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001)
-    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002)
-    serve.add_argument("--model_control_mode", choices=["none", "explicit", "poll"], default="none")
-    serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
-    serve.add_argument("--log_verbose", type=int, default=0)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address HTTP, gRPC, metrics and health bind to; 0.0.0.0 for every interface, as in a "
+                            "container (default: %(default)s)")
+    serve.add_argument("--http_port", "--http-port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001, help="(default: %(default)s)")
+    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002, help="(default: %(default)s)")
+    serve.add_argument("--health_port", "--health-port", type=int, default=8003,
+                       help="the supervisor's /v2/health/ready and /v2/health/live, for probes and HEALTHCHECK "
+                            "(default: %(default)s)")
+    serve.add_argument("--exit_timeout", "--exit-timeout", type=float, default=30.0,
+                       help="on SIGTERM or Ctrl-C, seconds to wait for in-flight requests before stopping "
+                            "tritonserver; serve exits within this + 30 s (default: %(default)s)")
+    serve.add_argument("--model_control_mode", choices=["explicit", "none", "poll"], default="explicit",
+                       help="explicit: every model loaded at start, the repository API restricted to the "
+                            "supervisor, which reloads a broken model; none/poll: a broken model costs a "
+                            "tritonserver restart (default: %(default)s)")
+    serve.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for tritonserver and every model to be ready (default: %(default)s)")
+    serve.add_argument("--canary_interval", type=float, default=5.0,
+                       help="seconds between canary requests through every ensemble and long model "
+                            "(default: %(default)s)")
+    serve.add_argument("--canary_timeout", type=float, default=10.0,
+                       help="seconds a canary request may take before it counts as unanswered "
+                            "(default: %(default)s)")
+    serve.add_argument("--log_file", help="tritonserver's log: a file, or - for this terminal "
+                                          "(default: a new temporary file, printed at start)")
+    serve.add_argument("--log_verbose", type=int, default=0, help="tritonserver's --log-verbose (default: %(default)s)")
+
+    health = sub.add_parser("health", help="exit 0 when a sat-triton serve is ready, 1 otherwise, printing one line "
+                                           "(for a container HEALTHCHECK; no curl needed)")
+    health.add_argument("--url", default="http://127.0.0.1:8003/v2/health/ready",
+                        help="the supervisor's readiness endpoint (default: %(default)s)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default: %(default)s)")
     return parser
+
+
+def _auto_or_int(value: str) -> int | str:
+    """``auto`` or a whole number (checked against each flag's minimum in :func:`build`)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got {value!r}") from None
 
 
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sat_triton.pipeline.options import default_threshold
+    from sat_triton.pipeline.threads import available_cores
 
     from . import checkpoint, export, lora, modeling, repository, tokenizer
-    from .defaults import build_defaults
+    from .defaults import build_defaults, cpu_onnx_instances, onnx_threads
 
     if args.tensorrt and args.optimize is None:
         args.optimize = "off"  # TensorRT runs no onnxruntime contrib ops
     for flag, value in build_defaults(args.device).items():  # builder/defaults.py: chosen by measurement
         if getattr(args, flag) is None:
             setattr(args, flag, value)
-    if args.intra_op_threads < 0:
-        raise BuildError(f"--intra_op_threads must be >= 0, got {args.intra_op_threads}")
+    cores = available_cores()
+    if args.onnx_instance_count == "auto":  # cpu: from this machine's cores (builder/defaults.py)
+        args.onnx_instance_count = cpu_onnx_instances(cores) if args.device == "cpu" else build_defaults("gpu")[
+            "onnx_instance_count"]
+    for flag in ("intra_op_threads", "tokenizer_threads"):
+        if getattr(args, flag) != "auto" and getattr(args, flag) < 0:
+            raise BuildError(f"--{flag} must be auto or >= 0, got {getattr(args, flag)}")
     for flag in ("max_batch_size", "instance_count", "tokenizer_instance_count", "postprocessor_instance_count",
                  "onnx_instance_count", "model_version", "pad_to_multiple_of"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:  # a step's own count: None = --instance_count
@@ -107,6 +165,9 @@ def build(args: argparse.Namespace) -> int:
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
     if args.tensorrt and args.optimize == "on":
         raise BuildError("--tensorrt cannot run onnxruntime's contrib ops: leave out --optimize on")
+    for flag in ("max_queue_size", "queue_timeout_ms"):
+        if getattr(args, flag) < 0:
+            raise BuildError(f"--{flag} must be >= 0 (0: no bound), got {getattr(args, flag)}")
     if args.length_granularity < 0:
         raise BuildError(f"--length_granularity must be >= 0, got {args.length_granularity}")
     hub_lora = bool(args.style_or_domain or args.language)
@@ -157,8 +218,11 @@ def build(args: argparse.Namespace) -> int:
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
             tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
-            intra_op_threads=args.intra_op_threads, length_granularity=args.length_granularity,
+            intra_op_threads=onnx_threads(args.intra_op_threads, args.device, args.onnx_backend,
+                                          args.onnx_instance_count, cores),
+            tokenizer_threads=str(args.tokenizer_threads), length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
+            max_queue_size=args.max_queue_size, queue_timeout_ms=args.queue_timeout_ms,
         )
         written = repository.write_repository(
             out, settings, report.path, export.graph_io(report.path), Path(tmp) / "tokenizer.json",
@@ -169,57 +233,51 @@ def build(args: argparse.Namespace) -> int:
         print(f"LoRA: merged {lora_dir} (head: {network.classifier.out_features} labels, label 0 served); "
               f"default threshold {settings.default_threshold}")
     print(f"ONNX check: max |ONNX - PyTorch| = {report.max_abs_diff:.2e} logits (allowed {report.tolerance})")
+    onnx_share = (f"{settings.intra_op_threads} onnxruntime thread(s) each" if settings.intra_op_threads
+                  else "sharing the serving host's cores")
+    tokenizer_share = ("sharing the serving host's cores" if settings.tokenizer_threads == "auto"
+                       else f"{settings.tokenizer_threads} rayon thread(s) each (0: all cores)")
+    print(f"steps: ONNX {settings.onnx_instance_count} instance(s), {onnx_share}; tokenizer "
+          f"{settings.tokenizer_instance_count or settings.instance_count} instance(s), {tokenizer_share} "
+          f"(this machine: {cores} cores)")
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")
     print(f"call it:   client.SaT('{args.model_name_or_path}', triton_model_name='{names.ensemble}').split('...')")
     return 0
 
 
-def repository_models(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in root.glob("*/config.pbtxt"))
-
-
 def serve(args: argparse.Namespace) -> int:
-    from .server import TritonServer, TritonServerError
+    from .supervisor import ServeOptions, Supervisor
 
-    root = args.repository
-    models = repository_models(root)
-    if not models:
-        raise BuildError(f"{root} holds no model (no */config.pbtxt); build one with: sat-triton build ...")
-    server = TritonServer(root, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                          log_verbose=args.log_verbose, model_control_mode=args.model_control_mode,
-                          extra_args=["--exit-timeout-secs=5"])
-    try:
-        server.start()
-        server.wait_ready(models, timeout=args.timeout)
-    except TritonServerError as exc:
-        server.stop()
-        raise BuildError(str(exc)) from None
-    print(f"tritonserver ready: {', '.join(models)}")
-    print(f"  gRPC     {server.grpc_url}")
-    print(f"  HTTP     {server.http_url}")
-    print(f"  metrics  http://{server.metrics_url}/metrics")
-    print(f"  log      {server.log_file}")
-    print("Ctrl-C stops it.", flush=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while server.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    code = server.stop()
-    print(f"tritonserver stopped (exit code {code})")
-    return 0
+    for flag in ("http_port", "grpc_port", "metrics_port", "health_port"):
+        if not 0 < getattr(args, flag) < 65536:
+            raise BuildError(f"--{flag} must be a TCP port (1-65535), got {getattr(args, flag)}")
+    ports = [args.http_port, args.grpc_port, args.metrics_port, args.health_port]
+    if len(set(ports)) != len(ports):
+        raise BuildError(f"--http_port, --grpc_port, --metrics_port and --health_port must differ, got {ports}")
+    for flag in ("exit_timeout", "canary_interval", "canary_timeout", "timeout"):
+        if getattr(args, flag) <= 0:
+            raise BuildError(f"--{flag} must be > 0, got {getattr(args, flag)}")
+    options = ServeOptions(
+        host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+        health_port=args.health_port, exit_timeout=args.exit_timeout, model_control_mode=args.model_control_mode,
+        startup_timeout=args.timeout, canary_interval=args.canary_interval, canary_timeout=args.canary_timeout,
+        log_verbose=args.log_verbose, log_file=args.log_file)
+    return Supervisor(args.repository, options).run()
 
 
-def _raise_interrupt(*_):
-    raise KeyboardInterrupt
+def health(args: argparse.Namespace) -> int:
+    from .health import check
+
+    ready, line = check(args.url, args.timeout)
+    print(line)
+    return 0 if ready else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return build(args) if args.command == "build" else serve(args)
+        return {"build": build, "serve": serve, "health": health}[args.command](args)
     except BuildError as exc:
         print(f"sat-triton {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -23,14 +23,45 @@ Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md h
 
 from __future__ import annotations
 
+AUTO = "auto"
+
 DEFAULTS = {
-    "cpu": {"max_batch_size": 64, "instance_count": 1, "onnx_instance_count": 1, "pad_to_multiple_of": 64,
-            "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off"},
+    "cpu": {"max_batch_size": 64, "instance_count": 1, "onnx_instance_count": AUTO, "pad_to_multiple_of": 64,
+            "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off",
+            "max_queue_size": 16, "queue_timeout_ms": 30000},
     "gpu": {"max_batch_size": 256, "instance_count": 4, "onnx_instance_count": 3, "pad_to_multiple_of": 64,
-            "max_queue_delay_us": 500, "length_granularity": 0, "optimize": "on"},
+            "max_queue_delay_us": 500, "length_granularity": 0, "optimize": "on",
+            "max_queue_size": 64, "queue_timeout_ms": 30000},
 }
 
 
 def build_defaults(device: str) -> dict[str, int | str]:
-    """The serving defaults of ``sat-triton build --device device``."""
+    """The serving defaults of ``sat-triton build --device device`` (``auto`` values are resolved by
+    :func:`cpu_onnx_instances` and :func:`onnx_threads` from the cores)."""
     return dict(DEFAULTS[device])
+
+
+def cpu_onnx_instances(cores: int) -> int:
+    """``--onnx_instance_count auto`` on cpu: one ONNX instance per core up to 3 cores, then one per two
+    cores (each instance then runs ``cores // instances`` onnxruntime threads).
+
+    Several single-thread instances beat one instance of all threads on throughput (2 cores: 2 x 1
+    ran +6% to +20% over 1 x 2, docs/performance.md), at a cost in the latency of one request alone,
+    which then runs on fewer threads (2 cores: 21 ms against 13 ms for a short text on an idle server).
+    Past a few cores, instances of two threads keep that latency near the one-instance figure while the
+    instances still fill the cores.
+    """
+    cores = max(1, int(cores))
+    return cores if cores <= 3 else cores // 2
+
+
+def onnx_threads(requested: int | str, device: str, onnx_backend: str, onnx_instances: int, cores: int) -> int:
+    """The ``--intra_op_threads`` to render. A number is kept (0 means ``auto``). ``auto``: 0 for the
+    Python-backend ONNX step, which then takes an equal share of the serving host's cores itself
+    (``sat_pipeline.threads.cpu_threads_per_instance``); for Triton's native onnxruntime backend on cpu,
+    which cannot, the share of this machine's ``cores`` now."""
+    if str(requested).lower() != AUTO and int(requested) > 0:
+        return int(requested)
+    if device == "cpu" and onnx_backend == "onnxruntime" and onnx_instances > 1:
+        return max(1, cores // onnx_instances)
+    return 0

@@ -72,9 +72,12 @@ class RepositorySettings:
     default_threshold: float = 0.025
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
-    intra_op_threads: int = 0  # 0: onnxruntime's default (all cores)
+    intra_op_threads: int = 0  # 0: a share of the serving host's cores per CPU instance (one instance: all)
     onnx_instance_count: int = 1
+    tokenizer_threads: str = "auto"  # rayon threads per tokenizer instance: auto, 0 (the library's: all cores), N
     dynamic_batching: bool = True
+    max_queue_size: int = 16  # requests waiting per step; 0: no bound (Triton's default)
+    queue_timeout_ms: int = 30000  # longest wait in one step's queue; 0: no timeout
     length_granularity: int = 8
     tensorrt: bool = False
     precision: str = "fp32"
@@ -99,6 +102,24 @@ def render(template, values: dict[str, object]) -> str:
     except text_format.ParseError as exc:
         raise BuildError(f"rendering {template} gave an invalid config.pbtxt: {exc}") from None
     return text
+
+
+def queue_policy(settings: RepositorySettings) -> str:
+    """Triton's bound on a step's queue: a request that finds ``max_queue_size`` requests waiting, or that
+    waited ``queue_timeout_ms``, is refused at once (gRPC UNAVAILABLE, HTTP 503) instead of queueing
+    without bound. A client may ask for a shorter timeout (the request's ``timeout``), never a longer one."""
+    return ("default_queue_policy { "
+            f"max_queue_size: {settings.max_queue_size} timeout_action: REJECT "
+            f"default_timeout_microseconds: {settings.queue_timeout_ms * 1000} allow_timeout_override: true }}")
+
+
+def dynamic_batching(settings: RepositorySettings, batching: bool) -> str:
+    """The ``dynamic_batching`` block of a step, on one line. Every step gets one, for its queue policy.
+    ``batching``: the ONNX step with batching on waits up to ``max_queue_delay_us`` for a batch to fill;
+    otherwise the batcher waits for nothing (delay 0: a request starts as soon as an instance is free;
+    requests that queued behind a busy instance may still run together)."""
+    delay = settings.max_queue_delay_us if batching else 0
+    return f"dynamic_batching {{ max_queue_delay_microseconds: {delay} {queue_policy(settings)} }}"
 
 
 def _optimization(settings: RepositorySettings) -> str:
@@ -162,8 +183,9 @@ def write_repository(
         "max_queue_delay_us": settings.max_queue_delay_us,
         "intra_op_threads": settings.intra_op_threads,
         "onnx_instance_count": settings.onnx_instance_count,
-        "dynamic_batching": (f"dynamic_batching {{ max_queue_delay_microseconds: {settings.max_queue_delay_us} }}"
-                             if settings.dynamic_batching else ""),
+        "tokenizer_threads": settings.tokenizer_threads,
+        "dynamic_batching": dynamic_batching(settings, settings.dynamic_batching),  # the ONNX step
+        "queue_policy": dynamic_batching(settings, False),  # the Python steps (max_batch_size 0: nothing to merge)
         "ort_threads": (f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{settings.intra_op_threads}" }} }}'
                         if settings.intra_op_threads > 0 else ""),
         "length_granularity": settings.length_granularity,

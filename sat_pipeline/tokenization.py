@@ -8,8 +8,12 @@ reference uses) gives the same ids and code-point offsets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain, compress
+from operator import attrgetter, itemgetter
 
 import numpy as np
+
+_IDS, _OFFSETS, _END = attrgetter("ids"), attrgetter("offsets"), itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,22 @@ def load_tokenizer(path: str):
 
 
 def tokenize(tokenizer, texts: list[str], include: np.ndarray | None = None) -> TokenizedBatch:
-    """Encode ``texts`` (those where ``include`` is true; others get 0 tokens) in one batch call."""
-    if include is None:
-        include = np.ones(len(texts), dtype=bool)
-    chosen = [text for text, keep in zip(texts, include) if keep]
+    """Encode ``texts`` (those where ``include`` is true; others get 0 tokens) in one batch call.
+
+    The encodings' ids and offsets reach numpy through C-level iterators (``map`` over attribute and
+    item getters, ``itertools.chain``): no Python frame runs per token, and each encoding's lists are
+    built once (``len(encoding)`` counts its tokens without building its ids).
+    """
+    keep = None if include is None else np.asarray(include, dtype=bool)
+    chosen = texts if keep is None else list(compress(texts, keep))
     encodings = tokenizer.encode_batch(chosen, add_special_tokens=False) if chosen else []
-    counts = np.zeros(len(texts), dtype=np.int64)
-    counts[np.asarray(include, dtype=bool)] = [len(e.ids) for e in encodings]
-    total = int(counts.sum())
-    ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=total)
-    ends = np.fromiter((end for e in encodings for _, end in e.offsets), dtype=np.int64, count=total)
+    lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+    if keep is None:
+        counts = lengths
+    else:
+        counts = np.zeros(len(texts), dtype=np.int64)
+        counts[keep] = lengths
+    total = int(lengths.sum())
+    ids = np.fromiter(chain.from_iterable(map(_IDS, encodings)), dtype=np.int64, count=total)
+    ends = np.fromiter(map(_END, chain.from_iterable(map(_OFFSETS, encodings))), dtype=np.int64, count=total)
     return TokenizedBatch(ids=ids, ends=ends, counts=counts)

@@ -23,7 +23,7 @@ def test_every_template_renders_strictly_and_parses():
               "max_batch_size": 8, "tokenizer_instance_count": 1,
               "postprocessor_instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
               "intra_op_threads": 0, "length_granularity": 32,
-              "onnx_instance_count": 1, "dynamic_batching": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
+              "onnx_instance_count": 1, "tokenizer_threads": "auto", "dynamic_batching": "", "queue_policy": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
               "language": ""}
     templates = sorted(repository.TEMPLATES.glob("*/config.pbtxt"))
@@ -68,6 +68,8 @@ def test_not_a_sat_checkpoint(tmp_path, capsys):
 def test_bad_flag_values(tmp_path, capsys):
     assert main(["build", "--model_name_or_path", str(tmp_path), "--max_batch_size", "0"]) == 2
     assert "--max_batch_size must be >= 1" in capsys.readouterr().err
+    assert main(["build", "--model_name_or_path", str(tmp_path), "--max_queue_size", "-1"]) == 2
+    assert "--max_queue_size must be >= 0 (0: no bound), got -1" in capsys.readouterr().err
 
 
 def test_serve_refuses_an_empty_repository(tmp_path, capsys):
@@ -101,26 +103,47 @@ def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, c
     common = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir)]
     assert main([*common, "--output_dir", str(tmp_path / "gpu"), "--triton_model_name", "g", "--device", "gpu"]) == 0
     assert main([*common, "--output_dir", str(tmp_path / "cpu"), "--triton_model_name", "c", "--device", "cpu"]) == 0
+    from sat_triton.builder.defaults import cpu_onnx_instances
+    from sat_triton.pipeline.threads import available_cores
+
     gpu, cpu = build_defaults("gpu"), build_defaults("cpu")
+    assert cpu["onnx_instance_count"] == "auto"
+    cpu["onnx_instance_count"] = cpu_onnx_instances(available_cores())  # resolved from this machine's cores
     onnx, steps = _configs(tmp_path / "gpu", "g")
     assert f"count: {gpu['onnx_instance_count']} kind: KIND_GPU" in onnx
     assert f"max_batch_size: {gpu['max_batch_size']}" in onnx
-    assert f"dynamic_batching {{ max_queue_delay_microseconds: {gpu['max_queue_delay_us']} }}" in onnx
+    assert f"dynamic_batching {{ max_queue_delay_microseconds: {gpu['max_queue_delay_us']} default_queue_policy" in onnx
     assert f'key: "length_granularity" value: {{ string_value: "{gpu["length_granularity"]}" }}' in onnx
     assert len(steps) == 2 and all(f"count: {gpu['instance_count']} kind: KIND_CPU" in c for c in steps)
     onnx, steps = _configs(tmp_path / "cpu", "c")
-    assert f"count: {cpu['onnx_instance_count']} kind: KIND_CPU" in onnx and "dynamic_batching" not in onnx
+    assert f"count: {cpu['onnx_instance_count']} kind: KIND_CPU" in onnx
+    assert "dynamic_batching { max_queue_delay_microseconds: 0 default_queue_policy" in onnx  # no batch delay
+    assert 'key: "intra_op_threads" value: { string_value: "0" }' in onnx  # auto: a share, taken at load time
+    assert all('key: "tokenizer_threads" value: { string_value: "auto" }' in c for c in steps if "tokenizer" in c)
     assert f'key: "length_granularity" value: {{ string_value: "{cpu["length_granularity"]}" }}' in onnx
     assert all(f"count: {cpu['instance_count']} kind: KIND_CPU" in c for c in steps)
+    for device, root in (("gpu", tmp_path / "gpu"), ("cpu", tmp_path / "cpu")):  # every step's queue is bounded
+        policy = (f"default_queue_policy {{ max_queue_size: {build_defaults(device)['max_queue_size']} "
+                  f"timeout_action: REJECT default_timeout_microseconds: "
+                  f"{build_defaults(device)['queue_timeout_ms'] * 1000} allow_timeout_override: true }}")
+        configs = {d.name: (d / "config.pbtxt").read_text() for d in root.iterdir()}
+        assert len(configs) == 5
+        for name, config in configs.items():
+            assert (policy in config) == ('platform: "ensemble"' not in config), name
 
 
 def test_explicit_flags_override_device_defaults(checkpoint_dir, tokenizer_dir, tmp_path):
     args = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
             "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "gpu", "--onnx_instance_count", "1",
-            "--instance_count", "2", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off"]
+            "--instance_count", "2", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off",
+            "--max_queue_size", "3", "--queue_timeout_ms", "1500", "--dynamic_batching", "off"]
     assert main(args) == 0
     onnx, steps = _configs(tmp_path, "x")
     assert "count: 1 kind: KIND_GPU" in onnx and "max_batch_size: 32" in onnx
+    policy = ("default_queue_policy { max_queue_size: 3 timeout_action: REJECT default_timeout_microseconds: 1500000 "
+              "allow_timeout_override: true }")
+    assert f"dynamic_batching {{ max_queue_delay_microseconds: 0 {policy} }}" in onnx
+    assert all(policy in c for c in steps) and policy in (tmp_path / "x_long" / "config.pbtxt").read_text()
     assert 'key: "length_granularity" value: { string_value: "16" }' in onnx
     assert all("count: 2 kind: KIND_CPU" in c for c in steps)
 

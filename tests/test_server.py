@@ -327,7 +327,7 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
     grpc_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sat_triton.builder", "serve", str(repository), "--http_port", str(free_port()),
-         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port())],
+         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port()), "--health_port", str(free_port())],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
@@ -350,7 +350,9 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
     assert "tritonserver stopped" in rest
 
 
-def test_cpu_build_leaves_dynamic_batching_off(repository):
-    """On CPU the dynamic batcher spins a core while requests queue (docs/performance.md): auto is off."""
+def test_cpu_build_waits_for_no_batch_but_bounds_the_queue(repository):
+    """On CPU batches buy nothing (docs/performance.md): auto batching is off, so the ONNX step's batcher
+    waits for no batch to fill (delay 0); it is there for the bounded queue every step has."""
     config = (repository / "tiny_onnx" / "config.pbtxt").read_text()
-    assert "dynamic_batching" not in config and "max_batch_size: 16" in config
+    assert "dynamic_batching { max_queue_delay_microseconds: 0 default_queue_policy" in config
+    assert "max_batch_size: 16" in config

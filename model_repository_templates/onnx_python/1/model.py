@@ -7,7 +7,6 @@ Padding is masked, so each row's logits are the same either way.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 from sat_pipeline import wire
 from sat_pipeline.batching import merge_rows, run_by_length, split_rows
 from sat_pipeline.pipeline import string_parameters
-from sat_pipeline.threads import cpu_threads_per_instance
+from sat_pipeline.threads import available_cores, cpu_threads_per_instance
 
 
 class TritonPythonModel:
@@ -46,7 +45,7 @@ class TritonPythonModel:
             options.intra_op_num_threads = threads or 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         else:
-            threads = cpu_threads_per_instance(config, threads, os.cpu_count() or 1)
+            threads = cpu_threads_per_instance(config, threads, available_cores())
             if threads > 0:
                 options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=providers)

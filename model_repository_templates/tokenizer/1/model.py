@@ -11,12 +11,16 @@ from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import TokenizerSettings, prepare, string_parameters
 from sat_pipeline.responses import respond_each, tensors_response
 from sat_pipeline.texts import decode_texts
+from sat_pipeline.threads import available_cores, cap_tokenizer_threads, tokenizer_threads
 from sat_pipeline.tokenization import load_tokenizer
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = string_parameters(json.loads(args["model_config"]))
+        config = json.loads(args["model_config"])
+        params = string_parameters(config)
+        # before the tokenizers library starts its rayon pool: instances x threads fit the cores
+        cap_tokenizer_threads(tokenizer_threads(config, params.get("tokenizer_threads", "auto"), available_cores()))
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = load_tokenizer(version_dir / "tokenizer.json")
         self.settings = TokenizerSettings.from_parameters(params)
