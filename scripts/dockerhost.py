@@ -134,8 +134,9 @@ class Daemon:
 
 def _why_no_start() -> str | None:
     """None if this process can start dockerd; otherwise what is missing."""
-    if os.environ.get("DOCKER_HOST", "unix://").split("://")[0] not in ("unix", ""):
-        return f"DOCKER_HOST={os.environ['DOCKER_HOST']} names a remote daemon; not starting a local one"
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    if docker_host not in ("", f"unix://{DOCKER_SOCKET}"):
+        return f"DOCKER_HOST={docker_host} names another daemon; not starting a local one"
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "starting dockerd needs root (or start Docker yourself and give this user its socket)"
     if shutil.which("dockerd") is None:

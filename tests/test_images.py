@@ -207,6 +207,25 @@ def test_host_debian_mirror_reads_deb822_and_one_line_sources(tmp_path):
     assert dockerhost.host_debian_mirror(empty) == dockerhost.DEFAULT_MIRROR
 
 
+def test_without_a_daemon_the_reason_says_what_is_missing(monkeypatch):
+    """Where Docker cannot run, the container tests skip with this message: it must name the cause."""
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(dockerhost.DockerUnavailable, match="DOCKER_HOST=tcp://127.0.0.1:9 names another daemon"):
+        dockerhost.ensure_daemon(wait=1)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(dockerhost.DockerUnavailable, match="no Docker daemon answers.*names another daemon"):
+        dockerhost.ensure_daemon(wait=1)
+    monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.setattr(dockerhost, "_client", lambda: (_ for _ in ()).throw(ConnectionError("no socket")))
+    monkeypatch.setattr(dockerhost.os, "geteuid", lambda: 1000)
+    with pytest.raises(dockerhost.DockerUnavailable, match="starting dockerd needs root"):
+        dockerhost.ensure_daemon(wait=1)
+    monkeypatch.setattr(dockerhost.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(dockerhost.shutil, "which", lambda name: None)
+    with pytest.raises(dockerhost.DockerUnavailable, match="dockerd is not installed .*apt-get install docker.io"):
+        dockerhost.ensure_daemon(wait=1)
+
+
 def test_wheelhouse_targets_bookworm_python_and_glibc():
     args = dockerhost._platform_args("x86_64")
     assert args[args.index("--python-version") + 1] == "3.11"
