@@ -55,6 +55,7 @@ SUITE = "bookworm"                      # the images' Debian release: Python 3.1
 PYTHON_VERSION = "3.11"                 # Debian bookworm's python3
 GLIBC_MINOR = 36                        # bookworm's glibc 2.36: the newest manylinux wheel it runs
 BASE_TAG = f"sat-triton-base:{SUITE}"
+REGISTRY_BASE = "debian:bookworm-slim"  # Dockerfile.cpu's default BASE
 CPU_REPOSITORY = "sat-triton-cpu"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
@@ -240,9 +241,8 @@ def rootfs_tarball(mirror: str | None = None) -> Path:
         return out
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None or os.geteuid() != 0:
-        raise DockerUnavailable("making the base image needs debootstrap as root (apt-get install debootstrap; "
-                                "scripts/setup.sh does it), or pass a base image with a registry: "
-                                "SAT_TRITON_IMAGE_BASE=debian:bookworm-slim")
+        raise DockerUnavailable("making the base image here needs debootstrap as root (apt-get install "
+                                "debootstrap; scripts/setup.sh does it)")
     with locked("rootfs"):
         if out.is_file():
             return out
@@ -288,7 +288,10 @@ def local_base_image(client, mirror: str | None = None) -> str:
 # -- the wheelhouse ------------------------------------------------------------------------------------
 def _wheel_sources() -> list[Path]:
     """What sat-triton's wheel is built from: pyproject.toml, the README and the mapped package folders."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: the copy pip vendors
+        from pip._vendor import tomli as tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     folders = sorted(set(project["tool"]["setuptools"]["package-dir"].values()))
@@ -430,18 +433,31 @@ def _context_digest(dockerfile: Path, build_args: dict[str, str], base_id: str) 
 
 
 def base_image(client) -> str:
-    """The BASE build argument: $SAT_TRITON_IMAGE_BASE (a user with a registry: e.g. debian:bookworm-slim,
-    pulled if absent), else the debootstrap base made here."""
+    """The BASE build argument: $SAT_TRITON_IMAGE_BASE if set (pulled if absent); else the debootstrap
+    base made here; else, where that cannot be made (no debootstrap, not root), Dockerfile.cpu's own
+    default pulled from a registry. DockerUnavailable, saying both causes, when neither works."""
+    base = os.environ.get("SAT_TRITON_IMAGE_BASE")
+    if base:
+        return _pulled(client, base)
+    try:
+        return local_base_image(client)
+    except DockerUnavailable as no_local:
+        try:
+            return _pulled(client, REGISTRY_BASE)
+        except Exception as exc:
+            raise DockerUnavailable(f"{no_local}; and {REGISTRY_BASE} could not be pulled "
+                                    f"({type(exc).__name__}: {exc})") from None
+
+
+def _pulled(client, image: str) -> str:
     import docker.errors
 
-    base = os.environ.get("SAT_TRITON_IMAGE_BASE")
-    if not base:
-        return local_base_image(client)
     try:
-        client.images.get(base)
+        client.images.get(image)
     except docker.errors.ImageNotFound:
-        client.images.pull(base)
-    return base
+        log(f"pulling {image} ...")
+        client.images.pull(image)
+    return image
 
 
 @dataclass
@@ -518,8 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             if shutil.which("debootstrap") and os.geteuid() == 0:
                 print(rootfs_tarball())
             else:
-                log("no debootstrap as root here: the container tests need a base image from a registry "
-                    "(SAT_TRITON_IMAGE_BASE) or skip")
+                log(f"no debootstrap as root here: the container tests will pull {REGISTRY_BASE} "
+                    "(or $SAT_TRITON_IMAGE_BASE) from a registry")
         return 0
     daemon = ensure_daemon()
     try:

@@ -226,6 +226,33 @@ def test_without_a_daemon_the_reason_says_what_is_missing(monkeypatch):
         dockerhost.ensure_daemon(wait=1)
 
 
+def test_base_image_falls_back_to_the_registry_and_says_both_causes(monkeypatch):
+    import docker.errors
+
+    class Images:
+        pulled = []
+
+        def get(self, name):
+            if name not in self.pulled:
+                raise docker.errors.ImageNotFound(name)
+
+        def pull(self, name):
+            if name != "debian:bookworm-slim":
+                raise docker.errors.APIError("registry unreachable")
+            self.pulled.append(name)
+
+    client = type("Client", (), {"images": Images()})()
+    monkeypatch.delenv("SAT_TRITON_IMAGE_BASE", raising=False)
+    monkeypatch.setattr(dockerhost, "local_base_image",
+                        lambda client: (_ for _ in ()).throw(dockerhost.DockerUnavailable("no debootstrap")))
+    assert dockerhost.base_image(client) == dockerhost.REGISTRY_BASE == "debian:bookworm-slim"
+    monkeypatch.setattr(dockerhost, "REGISTRY_BASE", "unreachable/base:1")
+    with pytest.raises(dockerhost.DockerUnavailable, match="no debootstrap; and unreachable/base:1 could not be"):
+        dockerhost.base_image(client)
+    monkeypatch.setenv("SAT_TRITON_IMAGE_BASE", "debian:bookworm-slim")
+    assert dockerhost.base_image(client) == "debian:bookworm-slim"
+
+
 def test_wheelhouse_targets_bookworm_python_and_glibc():
     args = dockerhost._platform_args("x86_64")
     assert args[args.index("--python-version") + 1] == "3.11"
