@@ -36,9 +36,12 @@ if [ ${#need[@]} -gt 0 ]; then
       printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
     fi
     apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
-    if ! apt-cache policy "${need[@]}" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-      apt_get update -qq
-    fi
+    for package in "${need[@]}"; do
+      if ! apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        apt_get update -qq
+        break
+      fi
+    done
     apt_get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     case "$restore" in
       saved) mv "$policy.sat-triton-saved" "$policy" ;;
