@@ -1,6 +1,6 @@
 """The Kubernetes manifests, as `kubectl kustomize` renders each overlay: validated against the Kubernetes
 JSON schemas (kubernetes-validate, offline), scanned by checkov (its own venv, .tools/checkov, from
-scripts/setup-deploy-tools.sh), and held to what a platform team asks of them (issue 11, item 4)."""
+scripts/setup-tools.sh), and held to what a platform team asks of them (issue 11, item 4)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def checkov_results(tmp_path_factory) -> dict[str, dict]:
     """One checkov run over every overlay's rendered output (and a weakened copy, to see it fail):
     {file stem: {"passed": [...], "failed": [...], "skipped": [...]}}."""
     if not CHECKOV.exists():
-        pytest.skip(f"checkov not installed at {CHECKOV.relative_to(ROOT)} (bash scripts/setup-deploy-tools.sh)")
+        pytest.skip(f"checkov not installed at {CHECKOV.relative_to(ROOT)} (bash scripts/setup-tools.sh)")
     folder = tmp_path_factory.mktemp("checkov")
     for overlay in OVERLAYS:
         (folder / f"{overlay}.yaml").write_text(_render(overlay))

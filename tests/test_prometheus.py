@@ -1,4 +1,4 @@
-"""The autoscaling signal on a real Prometheus (Debian's 2.42, scripts/setup-deploy-tools.sh installs it).
+"""The autoscaling signal on a real Prometheus (Debian's 2.42, scripts/setup-tools.sh installs it).
 
 Prometheus runs on loopback with its own temporary storage, the shipped scrape job (its Kubernetes
 service discovery pointed at a stand-in API server on loopback that lists one pod: the rendered cpu
@@ -79,7 +79,7 @@ def expand_adapter_template(query: str, series: str, pods: list[str], namespace:
 def promtool() -> str:
     found = shutil.which("promtool")
     if not found:
-        pytest.skip("promtool not found: Debian's prometheus package (bash scripts/setup-deploy-tools.sh)")
+        pytest.skip("promtool not found: Debian's prometheus package (bash scripts/setup-tools.sh)")
     return found
 
 
@@ -212,7 +212,7 @@ class Prometheus:
 
         binary = shutil.which("prometheus")
         if not binary:
-            pytest.skip("prometheus not found: Debian's prometheus package (bash scripts/setup-deploy-tools.sh)")
+            pytest.skip("prometheus not found: Debian's prometheus package (bash scripts/setup-tools.sh)")
         self.port = free_port()
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = open(workdir / "prometheus.log", "wb")
