@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import dockerfiles
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ["cpu", "gpu"]
@@ -22,6 +24,7 @@ NAMESPACE = "sat-triton"
 POD_LABELS = {"app.kubernetes.io/name": "sat-triton"}
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002, "health": 8003}  # CONTRACTS.md
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
+IMAGE_DOCKERFILES = {"cpu": ROOT / "Dockerfile.cpu", "gpu": ROOT / "Dockerfile.triton"}
 # Oldest Kubernetes the manifests claim to support, and the newest the validator knows.
 K8S_VERSIONS = ["1.28", "latest"]
 # Custom resources (Prometheus Operator): no Kubernetes schema knows them; promtool checks the rules
@@ -204,40 +207,38 @@ def test_pods_run_under_the_restricted_pod_security_profile(overlay):
     assert pod["serviceAccountName"] == account["metadata"]["name"] and account["automountServiceAccountToken"] is False
 
 
-def test_cpu_overlay_runs_as_the_cpu_images_user():
-    dockerfile = ROOT / "Dockerfile.cpu"
-    if not dockerfile.exists():
-        pytest.skip("Dockerfile.cpu is not in this tree yet (the container helper's branch adds it)")
-    users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), flags=re.M)
-    assert users, "Dockerfile.cpu sets no USER"
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_runs_as_its_images_user(overlay):
+    users = dockerfiles.instructions(IMAGE_DOCKERFILES[overlay], "USER")
+    assert users, f"{IMAGE_DOCKERFILES[overlay].name} sets no USER"
     uid = users[-1].split(":")[0]
-    assert pod_spec(rendered("cpu"))["securityContext"]["runAsUser"] == int(uid)
+    assert pod_spec(rendered(overlay))["securityContext"]["runAsUser"] == int(uid)
 
 
-def serve_flags(container: dict) -> dict[str, str]:
-    command = container["command"]
+def serve_command(overlay: str, container: dict) -> list[str]:
+    """What the pod runs: the image's entrypoint (its wrapper, tini or NGC's script, kept: the container
+    sets no `command`) with the container's `args` appended."""
+    assert "command" not in container, "a `command` would replace the image's tini / NGC entrypoint wrapper"
+    return dockerfiles.serve_command(IMAGE_DOCKERFILES[overlay]) + list(container.get("args", []))
+
+
+def serve_flags(overlay: str, container: dict) -> dict[str, str]:
+    command = serve_command(overlay, container)
     assert command[:3] == ["sat-triton", "serve", "/models"], command
     flags = dict(zip(command[3::2], command[4::2]))
     assert all(flag.startswith("--") for flag in flags), command
     return flags
 
 
-def test_server_command_is_a_sat_triton_serve_command():
-    """Parsed by the real CLI, once it has the contract's flags (CONTRACTS.md: `sat-triton serve`)."""
-    import sys
-
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_server_command_is_a_sat_triton_serve_command(overlay):
+    """Parsed by the real CLI (CONTRACTS.md: `sat-triton serve`)."""
     from sat_triton.builder.cli import _build_parser
 
-    usage = subprocess.run([sys.executable, "-m", "sat_triton.builder", "serve", "--help"], capture_output=True,
-                           text=True, timeout=60, cwd=ROOT).stdout
-    missing = [flag for flag in ("--host", "--exit_timeout", "--health_port") if flag not in usage]
-    if missing:
-        pytest.skip(f"`sat-triton serve` has no {missing} yet (the serve helper's branch adds them)")
-    for overlay in OVERLAYS:
-        command = server_container(rendered(overlay))["command"]
-        assert command[0] == "sat-triton"
-        args = _build_parser().parse_args(command[1:])  # SystemExit on a flag the CLI does not know
-        assert args.host == "0.0.0.0"
+    command = serve_command(overlay, server_container(rendered(overlay)))
+    assert command[0] == "sat-triton"
+    args = _build_parser().parse_args(command[1:])  # SystemExit on a flag the CLI does not know
+    assert args.host == "0.0.0.0" and args.health_port == PORTS["health"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -264,8 +265,9 @@ def test_termination_outlasts_the_prestop_delay_and_the_drain(overlay):
     container = server_container(docs)
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    exit_timeout = int(serve_flags(container)["--exit_timeout"])
-    assert pod_spec(docs)["terminationGracePeriodSeconds"] > int(pre_stop[1]) + exit_timeout
+    exit_timeout = int(serve_flags(overlay, container)["--exit_timeout"])
+    # sat-triton serve stops within --exit_timeout + 30 s of SIGTERM (docs/reliability.md)
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] > int(pre_stop[1]) + exit_timeout + 30
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -315,50 +315,25 @@ class Load:
 # The GPU builds' shape (two ONNX instances behind the dynamic batcher, one padded call per merged batch)
 # on the tiny checkpoint: the network is cheap, and a Python step saturates first (measured below).
 MODEL = "tiny_fast"
-QUEUE_BOUNDS = [None, 8]  # as built today (queues without bound); every step refusing past 8 waiting
 
 
-def bound_queues(repository: Path, out: Path, size: int) -> Path:
-    """A copy of the repository in which every step of MODEL refuses requests past ``size`` waiting
-    (Triton's default_queue_policy), as a server with bounded queues does past capacity."""
-    shutil.copytree(repository, out, symlinks=True)
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    ensemble = text_format.Parse((out / MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    steps = [step.model_name for step in ensemble.ensemble_scheduling.step]
-    assert len(steps) == 3, steps
-    policy = f"default_queue_policy {{ max_queue_size: {size} }}"
-    for step in steps:
-        path = out / step / "config.pbtxt"
-        text = path.read_text()
-        if "default_queue_policy" in text:
-            continue  # the build bounded it already
-        if "dynamic_batching {" in text:
-            text = text.replace("dynamic_batching {", f"dynamic_batching {{ {policy}", 1)
-        else:
-            text += f"\ndynamic_batching {{ {policy} }}\n"
-        path.write_text(text)
-    return out
-
-
-@pytest.fixture(params=QUEUE_BOUNDS, ids=lambda bound: f"queue_bound_{bound}")
-def pipeline_server(request, repository, tmp_path):
-    """A tritonserver serving MODEL alone, its steps' queues bounded or not."""
+@pytest.fixture
+def pipeline_server(repository):
+    """A tritonserver serving MODEL alone, as built: the ONNX step's queue bounded (sat-triton build's
+    --max_queue_size), the Python steps' not (tritonserver 2.51 stalls with theirs bounded:
+    docs/reliability.md)."""
     from sat_triton.builder.server import TritonServer, TritonServerError, find_tritonserver, free_port
 
     try:
         find_tritonserver()
     except TritonServerError as exc:
         pytest.skip(str(exc))
-    bound = request.param
-    repo = repository if bound is None else bound_queues(repository, tmp_path / "bounded_repository", bound)
-    server = TritonServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+    server = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                           model_control_mode="explicit", extra_args=[f"--load-model={MODEL}", "--exit-timeout-secs=3"])
     server.start()
     try:
         server.wait_ready([MODEL], timeout=180)
-        yield server, bound
+        yield server
     finally:
         server.stop()
 
@@ -375,12 +350,13 @@ def rendered_deployment() -> dict:
 
 @pytest.mark.integration
 def test_autoscaling_signal_on_a_real_prometheus(pipeline_server, tmp_path):
-    """Idle and below capacity the HPA's metric reads below its target; past capacity above it, also
-    while bounded queues refuse requests. The ONNX-only rule it replaces stays below its own target
-    then, because a Python step, not the network, saturates first."""
+    """Idle and below capacity the HPA's metric reads below its target; past capacity above it. The
+    ONNX-only rule it replaces stays below its own target then, because a Python step, not the network,
+    saturates first. (The signal is queue time, which refused requests do not add to: a full bounded
+    queue holds it at about the bound, above the target; docs/deployment.md has that run.)"""
     from sat_triton.builder.server import free_port
 
-    server, bound = pipeline_server
+    server = pipeline_server
 
     target = hpa_target()
     rule = adapter_rule()
@@ -430,12 +406,11 @@ def test_autoscaling_signal_on_a_real_prometheus(pipeline_server, tmp_path):
             crossed_after = time.monotonic() - started
             old_overload = prometheus.query(old_query)[POD]
             steps = prometheus.query(per_step)
-        print(f"\nqueue bound {bound}: HPA signal (busiest step's queued requests, target {target}): idle "
+        print(f"\nHPA signal (busiest step's queued requests, target {target}): idle "
               f"{idle[POD]:.2f}, 1 client {below:.2f}, 16 clients {overload:.2f} after {crossed_after:.0f} s; old ONNX-only rule (us/request, target "
               f"{OLD_TARGET_US:.0f}): 1 client {old_below:.0f}, 16 clients {old_overload:.0f}; per step "
               f"{ {m: round(v, 2) for m, v in steps.items()} }; 16 clients: {sum(heavy.ok)} served, "
               f"{sum(heavy.refused)} refused")
-        assert (sum(heavy.refused) > 0) == (bound is not None), "past capacity only bounded queues refuse"
         assert overload > target, f"16 clients: {overload:.2f} queued, target {target}; per step {steps}"
         busiest = max(steps, key=steps.get)
         assert not busiest.endswith("_onnx"), f"the network saturated first here: {steps}"
