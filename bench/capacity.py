@@ -40,7 +40,7 @@ from collections.abc import Sequence  # noqa: E402
 
 from bench.common import TRITON_NAME, chunks, log, parse_list  # noqa: E402
 
-DEFAULT_FRACTIONS = "0.1,0.25,0.5,0.7,0.85,1,1.15,1.3,1.6"
+DEFAULT_FRACTIONS = "0.25,0.5,0.7,0.85,1,1.15,1.3,1.6"
 DEFAULT_SLOS = "100,250,500,1000,2000"
 
 
@@ -89,7 +89,7 @@ def _ms(value) -> str:
     return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-COLUMNS = ["offered req/s", "sent req/s", "ok req/s", "chars/s", "p50 ms", "p95 ms", "p99 ms", "refused", "failed",
+COLUMNS = ["offered req/s", "requests", "ok req/s", "chars/s", "p50 ms", "p95 ms", "p99 ms", "refused", "failed",
            "busiest step", "others' cores"]
 
 
@@ -98,7 +98,7 @@ def curve_rows(points: Sequence[dict]) -> list[list[str]]:
     rows = []
     for p in sorted(points, key=lambda q: q["offered_rps"]):
         busiest = max(p.get("busy", {}).items(), key=lambda kv: kv[1], default=None)
-        rows.append([f"{p['offered_rps']:,.3g}", f"{p['sent_rps']:,.3g}", f"{p['throughput_rps']:,.3g}",
+        rows.append([f"{p['offered_rps']:,.3g}", f"{p['sent']:,}", f"{p['throughput_rps']:,.3g}",
                      f"{p['throughput_rps'] * p['chars_per_request']:,.0f}", _ms(p["p50_ms"]), _ms(p["p95_ms"]),
                      _ms(p["p99_ms"]), f"{p['refused']} ({p['refused_fraction'] * 100:.0f}%)",
                      f"{p['failed_fraction'] * 100:.1f}%",
@@ -146,13 +146,15 @@ def measure_point(url: str, model: str, requests: list[list[str]], rate: float, 
     from bench.accounting import cpu_delta, machine_busy, process_cpu, stats_delta, stats_snapshot, wait_idle
     from bench.load import open_loop, summarise
 
+    # long enough for --min_requests at a low rate (up to three times --point_seconds)
+    seconds = min(max(args.point_seconds, args.min_requests / rate), 3 * args.point_seconds)
     wait_idle(url)
     before, cpu, busy, t0 = stats_snapshot(url), process_cpu(server_pid), machine_busy(), time.perf_counter()
-    outcomes = open_loop(url, model, requests, rate, args.point_seconds, protocol=args.protocol,
+    outcomes = open_loop(url, model, requests, rate, seconds, protocol=args.protocol,
                          arrivals=args.arrivals, seed=len(requests), timeout_s=args.request_timeout_s,
                          processes=args.open_loop_processes)
-    point = summarise(outcomes, args.point_seconds, rate)
-    span = max([args.point_seconds] + [o.done_s for o in outcomes])
+    point = summarise(outcomes, seconds, rate)
+    span = max([seconds] + [o.done_s for o in outcomes])
     point["busy"] = step_busy(stats_delta(before, stats_snapshot(url), span))
     wall = time.perf_counter() - t0
     ours = sum(cpu_delta(cpu, process_cpu(server_pid), wall).values())
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", help="offered loads in requests/s instead (comma list; skips the estimate)")
     parser.add_argument("--point_seconds", type=float,
                         help="seconds of load per point (default: 10 with --quick on cpu, else 20; 10 on gpu)")
+    parser.add_argument("--min_requests", type=int, default=30,
+                        help="a point at a low rate runs until about this many requests were sent, up to three times "
+                        "--point_seconds (default: %(default)s)")
     parser.add_argument("--slo_ms", default=DEFAULT_SLOS, help="p99 SLOs to state the knee for (default: %(default)s)")
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
     parser.add_argument("--arrivals", choices=["poisson", "uniform"], default="poisson",

@@ -171,7 +171,7 @@ from bench.capacity import curve_markdown, knee, knee_sentence, offered_rates, s
 
 
 def point(offered, p99, ok=100, refused=0, failed=0.0, throughput=None):
-    return {"offered_rps": offered, "sent_rps": offered, "throughput_rps": throughput or offered, "ok": ok,
+    return {"offered_rps": offered, "sent_rps": offered, "sent": int(offered * 10), "throughput_rps": throughput or offered, "ok": ok,
             "refused": refused, "refused_fraction": refused / 100, "failed_fraction": failed, "p50_ms": p99 / 3,
             "p95_ms": p99 / 1.5, "p99_ms": p99, "duration_s": 10.0, "chars_per_request": 2400.0,
             "busy": {"onnx": offered / 4, "tokenizer": 0.05}}
@@ -198,8 +198,8 @@ def test_knee_is_the_last_load_of_the_run_that_kept_the_slo():
 
 def test_curve_table_and_busiest_step():
     table = curve_markdown([point(2, 400), point(1, 300, refused=3, failed=0.03)]).splitlines()
-    assert table[0].startswith("| offered req/s | sent req/s | ok req/s | chars/s | p50 ms")
-    assert table[2] == "| 1 | 1 | 1 | 2,400 | 100 | 200 | 300 | 3 (3%) | 3.0% | onnx 25% | - |"
+    assert table[0].startswith("| offered req/s | requests | ok req/s | chars/s | p50 ms")
+    assert table[2] == "| 1 | 10 | 1 | 2,400 | 100 | 200 | 300 | 3 (3%) | 3.0% | onnx 25% | - |"
     assert table[3].startswith("| 2 |")  # sorted by offered load
     stats = {"sat_tokenizer_ab": {"busy": 0.1}, "m_onnx": {"busy": 1.8}, "sat_postprocessor_t0_25": {"busy": 0.2},
              "m": {"busy": None}}
