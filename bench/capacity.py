@@ -81,7 +81,7 @@ def knee_sentence(point: dict | None, slo_ms: float, texts_per_request: int, cha
         return f"p99 <= {slo_ms:g} ms: not met at any offered load measured (k = {texts_per_request} texts)"
     rate = point["offered_rps"]
     return (f"{rate:,.3g} requests/s of {texts_per_request} texts at p99 <= {slo_ms:g} ms "
-            f"({rate * texts_per_request:,.0f} texts/s, {rate * chars_per_request:,.0f} chars/s; "
+            f"({rate * texts_per_request:,.3g} texts/s, {rate * chars_per_request:,.0f} chars/s; "
             f"measured p99 {point['p99_ms']:,.0f} ms)")
 
 

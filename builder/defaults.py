@@ -2,8 +2,14 @@
 
 Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md has the runs):
 
-* cpu: one instance of each step and no dynamic batching; the ONNX model is the bottleneck and
-  onnxruntime already uses every core inside one call. Windows run in groups of similar length, within
+* cpu: one tokenizer and one postprocessor instance and no dynamic batching; the ONNX model is the
+  bottleneck. Its instance count is ``auto`` (:func:`cpu_onnx_instances`, from the build machine's
+  cores): on 2 cores two instances of one thread, which ran +6% to +20% over one instance of both
+  threads and took the server from the edge of 1.2x wtpsplit's best to 1.28x (probe-normalised), at
+  the price of a slower single request on an idle server (21 ms against 13 ms for a short text).
+  Each instance's onnxruntime threads are its share of the serving host's cores (``--intra_op_threads
+  auto``), and so are each tokenizer instance's rayon threads (``--tokenizer_threads auto``).
+  Windows run in groups of similar length, within
   8 tokens (saves the network's work on padding: +13-15% end to end at 8 and 32 texts per request
   against groups of 32, one run side by side; the network alone +10% on corpus-shaped windows, median
   of 7 rounds); onnxruntime's transformer fusions gained nothing on CPU.
