@@ -45,9 +45,12 @@ def build_defaults(device: str) -> dict[str, int | str]:
     return dict(DEFAULTS[device])
 
 
+MAX_AUTO_ONNX_INSTANCES = 8  # each instance holds its own copy of the network (~1.1 GB for sat-3l-sm in fp32)
+
+
 def cpu_onnx_instances(cores: int) -> int:
     """``--onnx_instance_count auto`` on cpu: one ONNX instance per core up to 3 cores, then one per two
-    cores (each instance then runs ``cores // instances`` onnxruntime threads).
+    cores, at most 8 (each instance then runs ``cores // instances`` onnxruntime threads).
 
     Several single-thread instances beat one instance of all threads on throughput (2 cores: 2 x 1
     ran +6% to +20% over 1 x 2, docs/performance.md), at a cost in the latency of one request alone,
@@ -56,7 +59,7 @@ def cpu_onnx_instances(cores: int) -> int:
     instances still fill the cores.
     """
     cores = max(1, int(cores))
-    return cores if cores <= 3 else cores // 2
+    return min(cores if cores <= 3 else cores // 2, MAX_AUTO_ONNX_INSTANCES)
 
 
 def onnx_threads(requested: int | str, device: str, onnx_backend: str, onnx_instances: int, cores: int) -> int:
