@@ -2,40 +2,60 @@
 
     sat-triton build --model_name_or_path sat-3l-sm --output_dir model_repository
     sat-triton serve model_repository
+    sat-triton health
+
+Errors print one line that says what to do (exit status 2 for a bad argument or input, 1 otherwise);
+``--debug`` prints the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from sat_triton import __version__
 from sat_triton.client.sat import default_triton_name
+
+from sat_triton.pipeline.limits import (DEFAULT_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_TEXTS, DEFAULT_MAX_TEXT_CHARS,
+                                        ENSEMBLE_CHARS_PER_WINDOW, default_ensemble_request_chars)
 
 from .errors import BuildError
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat-triton", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sat-triton {__version__}",
+                        help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback (default: off)")
+    # --debug after the subcommand too; SUPPRESS keeps a --debug given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the traceback (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    build = sub.add_parser("build", help="export a SaT checkpoint and write a Triton model repository")
+    build = sub.add_parser("build", parents=[common], help="export a SaT checkpoint and write a Triton model repository")
     build.add_argument("--model_name_or_path", required=True,
-                       help="hub id (a bare name such as sat-3l-sm means segment-any-text/sat-3l-sm) or local directory")
-    build.add_argument("--output_dir", default="model_repository", help="model repository root (other models kept)")
+                       help="hub id (a bare name such as sat-3l-sm means segment-any-text/sat-3l-sm) or local directory "
+                            "(required)")
+    build.add_argument("--output_dir", default="model_repository",
+                       help="model repository root, created if missing; models already in it are kept "
+                            "(default: %(default)s)")
     build.add_argument("--triton_model_name", help="name of the ensemble (default: from the model name)")
     build.add_argument("--tokenizer_name_or_path", default="facebookAI/xlm-roberta-base",
                        help="hub id or local tokenizer directory (default: %(default)s)")
     build.add_argument("--max_batch_size", type=int,
                        help="most windows (512-token chunks) the ONNX step takes in one batch (default: 256 on gpu, "
                             "64 on cpu)")
-    build.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="where the ONNX model runs")
+    build.add_argument("--device", choices=["gpu", "cpu"], default="gpu",
+                       help="where the ONNX model runs; other defaults follow it (default: %(default)s)")
     build.add_argument("--onnx_backend", choices=["onnxruntime", "python"], default="python",
-                       help="Triton's onnxruntime backend (NGC images) or onnxruntime inside the Python backend")
-    build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+                       help="Triton's onnxruntime backend (NGC images) or onnxruntime inside the Python backend "
+                            "(default: %(default)s)")
+    build.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                       help="weights of the exported model: fp32 is exact, fp16 the fast choice on a GPU "
+                            "(default: %(default)s)")
     build.add_argument("--instance_count", type=int,
                        help="instances of the tokenizer and postprocessor steps (default: 4 on gpu, 1 on cpu)")
     build.add_argument("--tokenizer_instance_count", type=int,
@@ -43,14 +63,25 @@ def _build_parser() -> argparse.ArgumentParser:
                             "step that saturates first (docs/performance.md)")
     build.add_argument("--postprocessor_instance_count", type=int,
                        help="instances of the postprocessor step alone (default: --instance_count)")
-    build.add_argument("--model_version", type=int, default=1, help="version directory to write")
+    build.add_argument("--model_version", type=int, default=1,
+                       help="version directory to write, beside the ones already there (default: %(default)s)")
     build.add_argument("--pad_to_multiple_of", type=int,
                        help="round window lengths up to this many tokens so requests batch together (default: 64)")
     build.add_argument("--max_queue_delay_us", type=int,
                        help="dynamic batcher queue delay (default: 500 on gpu, 2000 on cpu)")
     build.add_argument("--dynamic_batching", choices=["auto", "on", "off"], default="auto",
-                       help="Triton's dynamic batcher on the ONNX step; auto: on for gpu, off for cpu, where it "
-                            "spins a core while requests queue (docs/performance.md)")
+                       help="the ONNX step waits up to --max_queue_delay_us for a batch to fill (on) or not at all "
+                            "(off: delay 0; its queue stays bounded); auto: on for gpu, off for cpu, where batches "
+                            "buy nothing (default: %(default)s; docs/performance.md)")
+    build.add_argument("--max_queue_size", type=int,
+                       help="requests that may wait for the ONNX step (the bottleneck); one more is refused at once "
+                            "with UNAVAILABLE (gRPC) / 503 (HTTP) 'Exceeds maximum queue size'. Past capacity an "
+                            "accepted request waits about this many requests' time; 0: no bound (default: 64 on gpu, "
+                            "8 on cpu; docs/reliability.md)")
+    build.add_argument("--queue_timeout_ms", type=int,
+                       help="a request that waited this long for the ONNX step is refused (UNAVAILABLE / 503 "
+                            "'Request timeout expired'); a request's own 'timeout' may only shorten it; 0: no "
+                            "timeout (default: 30000; docs/reliability.md)")
     build.add_argument("--onnx_instance_count", type=_auto_or_int,
                        help="instances of the ONNX step (default: 3 on gpu; auto on cpu: one per core up to 3 "
                             "cores, then one per two cores, at most 8, counted on this machine; "
@@ -68,25 +99,75 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="rayon threads of each tokenizer instance's tokenizers library (default: auto = the "
                             "serving host's cores / tokenizer instances, at least 1, so instances x threads fit the "
                             "cores; 0 = the library's own: every core in every instance)")
+    build.add_argument("--max_text_chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
+                       help="longest text (in characters) a request may carry, to the ensemble or to <name>_long; "
+                            "longer ones are refused with INVALID_ARGUMENT before any work (default: %(default)s)")
+    build.add_argument("--max_request_chars", type=int, default=DEFAULT_MAX_REQUEST_CHARS,
+                       help="most characters, all texts together, in one request to <name>_long (default: %(default)s)")
+    build.add_argument("--max_ensemble_request_chars", type=int,
+                       help="most characters, all texts together, in one request to the ensemble; larger ones are "
+                            "refused before tokenizing and client.SaT sends them to <name>_long (default: "
+                            f"{ENSEMBLE_CHARS_PER_WINDOW} x --max_batch_size, 8 characters a token for its windows)")
+    build.add_argument("--max_request_texts", type=int, default=DEFAULT_MAX_REQUEST_TEXTS,
+                       help="most texts in one request, to the ensemble or to <name>_long (default: %(default)s)")
     build.add_argument("--tensorrt", action="store_true",
-                       help="enable the TensorRT execution accelerator of the onnxruntime backend")
+                       help="enable the TensorRT execution accelerator of the onnxruntime backend (default: off)")
+    build.add_argument("--tensorrt_cache_dir",
+                       help="with --tensorrt: absolute path, inside the serving container, where onnxruntime caches "
+                            "the TensorRT engines it builds at load, so a restart reuses them instead of building "
+                            "again (trt_engine_cache_path; mount a writable volume there, e.g. the gpu overlay's "
+                            "/cache/tensorrt; default: no cache, engines built at every load)")
     build.add_argument("--use_lora", action="store_true",
                        help="merge the LoRA adapter loras/<style_or_domain>/<language>/ of the model's hub repository "
-                            "into the weights before export (default threshold becomes 0.5, as in wtpsplit)")
-    build.add_argument("--style_or_domain", help="the hub LoRA adapter's style or domain, e.g. ud (with --use_lora)")
-    build.add_argument("--language", help="the hub LoRA adapter's language, e.g. en (with --use_lora)")
+                            "into the weights before export; the default threshold becomes 0.5, as in wtpsplit "
+                            "(default: off)")
+    build.add_argument("--style_or_domain",
+                       help="the hub LoRA adapter's style or domain, e.g. ud (with --use_lora; default: none)")
+    build.add_argument("--language", help="the hub LoRA adapter's language, e.g. en (with --use_lora; default: none)")
     build.add_argument("--lora_path", type=Path,
                        help="a local LoRA adapter directory in wtpsplit's layout (adapter_config.json, head_config.json, "
-                            "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export")
+                            "pytorch_adapter.bin, pytorch_model_head.bin), merged into the weights before export "
+                            "(default: none)")
 
-    serve = sub.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
-    serve.add_argument("repository", type=Path)
-    serve.add_argument("--http_port", "--http-port", type=int, default=8000)
-    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001)
-    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002)
-    serve.add_argument("--model_control_mode", choices=["none", "explicit", "poll"], default="none")
-    serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
-    serve.add_argument("--log_verbose", type=int, default=0)
+    serve = sub.add_parser(
+        "serve", parents=[common], help="run tritonserver on a model repository under a supervisor (truthful health, healing, "
+                      "drain on SIGTERM) until Ctrl-C or SIGTERM; see docs/reliability.md")
+    serve.add_argument("repository", type=Path, help="the model repository that sat-triton build wrote")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address HTTP, gRPC, metrics and health bind to; 0.0.0.0 for every interface, as in a "
+                            "container (default: %(default)s)")
+    serve.add_argument("--http_port", "--http-port", type=int, default=8000, help="Triton's HTTP port (default: %(default)s)")
+    serve.add_argument("--grpc_port", "--grpc-port", type=int, default=8001,
+                       help="Triton's gRPC port (default: %(default)s)")
+    serve.add_argument("--metrics_port", "--metrics-port", type=int, default=8002,
+                       help="Triton's Prometheus metrics port (default: %(default)s)")
+    serve.add_argument("--health_port", "--health-port", type=int, default=8003,
+                       help="the supervisor's /v2/health/ready and /v2/health/live, for probes and HEALTHCHECK "
+                            "(default: %(default)s)")
+    serve.add_argument("--exit_timeout", "--exit-timeout", type=float, default=30.0,
+                       help="on SIGTERM or Ctrl-C, seconds to wait for in-flight requests before stopping "
+                            "tritonserver; serve exits within this + 30 s (default: %(default)s)")
+    serve.add_argument("--model_control_mode", choices=["explicit", "none", "poll"], default="explicit",
+                       help="explicit: every model loaded at start, the repository API restricted to the "
+                            "supervisor, which reloads a broken model; none/poll: a broken model costs a "
+                            "tritonserver restart (default: %(default)s)")
+    serve.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for tritonserver and every model to be ready (default: %(default)s)")
+    serve.add_argument("--canary_interval", type=float, default=5.0,
+                       help="seconds between canary requests through every ensemble and long model "
+                            "(default: %(default)s)")
+    serve.add_argument("--canary_timeout", type=float, default=10.0,
+                       help="seconds a canary request may take before it counts as unanswered "
+                            "(default: %(default)s)")
+    serve.add_argument("--log_file", help="tritonserver's log: a file, or - for this terminal "
+                                          "(default: a new temporary file, printed at start)")
+    serve.add_argument("--log_verbose", type=int, default=0, help="tritonserver's --log-verbose (default: %(default)s)")
+
+    health = sub.add_parser("health", parents=[common], help="exit 0 when a sat-triton serve is ready, 1 otherwise, printing one line "
+                                           "(for a container HEALTHCHECK; no curl needed)")
+    health.add_argument("--url", default="http://127.0.0.1:8003/v2/health/ready",
+                        help="the supervisor's readiness endpoint (default: %(default)s)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default: %(default)s)")
     return parser
 
 
@@ -121,14 +202,25 @@ def build(args: argparse.Namespace) -> int:
     for flag in ("intra_op_threads", "tokenizer_threads"):
         if getattr(args, flag) != "auto" and getattr(args, flag) < 0:
             raise BuildError(f"--{flag} must be auto or >= 0, got {getattr(args, flag)}")
+    if args.max_ensemble_request_chars is None:
+        args.max_ensemble_request_chars = default_ensemble_request_chars(args.max_batch_size)
     for flag in ("max_batch_size", "instance_count", "tokenizer_instance_count", "postprocessor_instance_count",
-                 "onnx_instance_count", "model_version", "pad_to_multiple_of"):
+                 "onnx_instance_count", "model_version", "pad_to_multiple_of", "max_text_chars", "max_request_chars",
+                 "max_ensemble_request_chars", "max_request_texts"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:  # a step's own count: None = --instance_count
             raise BuildError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.tensorrt and args.onnx_backend != "onnxruntime":
         raise BuildError("--tensorrt needs --onnx_backend onnxruntime (an NGC tritonserver image)")
+    if args.tensorrt_cache_dir is not None and not args.tensorrt:
+        raise BuildError("--tensorrt_cache_dir needs --tensorrt (it caches TensorRT engines)")
+    if args.tensorrt_cache_dir is not None and not args.tensorrt_cache_dir.startswith("/"):
+        raise BuildError(f"--tensorrt_cache_dir must be an absolute path inside the serving container, "
+                         f"got {args.tensorrt_cache_dir!r}")
     if args.tensorrt and args.optimize == "on":
         raise BuildError("--tensorrt cannot run onnxruntime's contrib ops: leave out --optimize on")
+    for flag in ("max_queue_size", "queue_timeout_ms"):
+        if getattr(args, flag) < 0:
+            raise BuildError(f"--{flag} must be >= 0 (0: no bound), got {getattr(args, flag)}")
     if args.length_granularity < 0:
         raise BuildError(f"--length_granularity must be >= 0, got {args.length_granularity}")
     hub_lora = bool(args.style_or_domain or args.language)
@@ -145,6 +237,7 @@ def build(args: argparse.Namespace) -> int:
     use_lora = args.use_lora or args.lora_path is not None
     ensemble = args.triton_model_name or default_triton_name(args.model_name_or_path)
     out = Path(args.output_dir)
+    _check_output_dir(out)
     ckpt = checkpoint.resolve(args.model_name_or_path)  # fails fast, before any progress output
     lora_dir = None
     if use_lora:
@@ -170,7 +263,9 @@ def build(args: argparse.Namespace) -> int:
         threshold = default_threshold(args.model_name_or_path, use_lora=use_lora)
         names = repository.shared_names(ensemble, Path(tmp) / "tokenizer.json", (info.cls_id, info.sep_id, info.pad_id),
                                         args.max_batch_size, args.pad_to_multiple_of, threshold,
-                                        language=args.language if args.use_lora else "")
+                                        language=args.language if args.use_lora else "",
+                                        limits=(args.max_text_chars, args.max_ensemble_request_chars,
+                                                args.max_request_texts))
         settings = repository.RepositorySettings(
             names=names, max_batch_size=args.max_batch_size, instance_count=args.instance_count,
             tokenizer_instance_count=args.tokenizer_instance_count,
@@ -178,11 +273,15 @@ def build(args: argparse.Namespace) -> int:
             device=args.device, onnx_backend=args.onnx_backend, model_version=args.model_version,
             default_threshold=threshold, language=args.language if args.use_lora else "",
             pad_to_multiple_of=args.pad_to_multiple_of, max_queue_delay_us=args.max_queue_delay_us,
-            tensorrt=args.tensorrt, precision=args.precision, onnx_instance_count=args.onnx_instance_count,
+            tensorrt=args.tensorrt, tensorrt_cache_dir=args.tensorrt_cache_dir, precision=args.precision,
+            onnx_instance_count=args.onnx_instance_count,
             intra_op_threads=onnx_threads(args.intra_op_threads, args.device, args.onnx_backend,
                                           args.onnx_instance_count, cores),
             tokenizer_threads=str(args.tokenizer_threads), length_granularity=args.length_granularity,
             dynamic_batching=args.dynamic_batching == "on" or (args.dynamic_batching == "auto" and args.device == "gpu"),
+            max_queue_size=args.max_queue_size, queue_timeout_ms=args.queue_timeout_ms,
+            max_text_chars=args.max_text_chars, max_request_chars=args.max_request_chars,
+            max_ensemble_request_chars=args.max_ensemble_request_chars, max_request_texts=args.max_request_texts,
         )
         written = repository.write_repository(
             out, settings, report.path, export.graph_io(report.path), Path(tmp) / "tokenizer.json",
@@ -202,55 +301,79 @@ def build(args: argparse.Namespace) -> int:
           f"(this machine: {cores} cores)")
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")
-    print(f"call it:   client.SaT('{args.model_name_or_path}', triton_model_name='{names.ensemble}').split('...')")
+    print(f"call it:   from sat_triton import SaT; SaT('{args.model_name_or_path}', "
+          f"triton_model_name='{names.ensemble}').split('...')")
     return 0
 
 
-def repository_models(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in root.glob("*/config.pbtxt"))
+def _check_output_dir(out: Path) -> None:
+    """Fail at once, before minutes of export, on an ``--output_dir`` that cannot be written: try to make
+    it and write in it, then remove what the try made."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--output_dir {out} is a file; pass a directory (it is created if missing)")
+    made = []
+    parent = out
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise BuildError(f"--output_dir {out} cannot be written ({exc.strerror or exc}); pass a directory you can "
+                         "write to") from None
+    finally:
+        for directory in made:  # deepest first
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .server import TritonServer, TritonServerError
+    from .supervisor import ServeOptions, Supervisor
 
-    root = args.repository
-    models = repository_models(root)
-    if not models:
-        raise BuildError(f"{root} holds no model (no */config.pbtxt); build one with: sat-triton build ...")
-    server = TritonServer(root, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                          log_verbose=args.log_verbose, model_control_mode=args.model_control_mode,
-                          extra_args=["--exit-timeout-secs=5"])
-    try:
-        server.start()
-        server.wait_ready(models, timeout=args.timeout)
-    except TritonServerError as exc:
-        server.stop()
-        raise BuildError(str(exc)) from None
-    print(f"tritonserver ready: {', '.join(models)}")
-    print(f"  gRPC     {server.grpc_url}")
-    print(f"  HTTP     {server.http_url}")
-    print(f"  metrics  http://{server.metrics_url}/metrics")
-    print(f"  log      {server.log_file}")
-    print("Ctrl-C stops it.", flush=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while server.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    code = server.stop()
-    print(f"tritonserver stopped (exit code {code})")
-    return 0
+    for flag in ("http_port", "grpc_port", "metrics_port", "health_port"):
+        if not 0 < getattr(args, flag) < 65536:
+            raise BuildError(f"--{flag} must be a TCP port (1-65535), got {getattr(args, flag)}")
+    ports = [args.http_port, args.grpc_port, args.metrics_port, args.health_port]
+    if len(set(ports)) != len(ports):
+        raise BuildError(f"--http_port, --grpc_port, --metrics_port and --health_port must differ, got {ports}")
+    for flag in ("exit_timeout", "canary_interval", "canary_timeout", "timeout"):
+        if getattr(args, flag) <= 0:
+            raise BuildError(f"--{flag} must be > 0, got {getattr(args, flag)}")
+    options = ServeOptions(
+        host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+        health_port=args.health_port, exit_timeout=args.exit_timeout, model_control_mode=args.model_control_mode,
+        startup_timeout=args.timeout, canary_interval=args.canary_interval, canary_timeout=args.canary_timeout,
+        log_verbose=args.log_verbose, log_file=args.log_file)
+    return Supervisor(args.repository, options).run()
 
 
-def _raise_interrupt(*_):
-    raise KeyboardInterrupt
+def health(args: argparse.Namespace) -> int:
+    from .health import check
+
+    ready, line = check(args.url, args.timeout)
+    print(line)
+    return 0 if ready else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return build(args) if args.command == "build" else serve(args)
+        return {"build": build, "serve": serve, "health": health}[args.command](args)
     except BuildError as exc:
+        if args.debug:
+            raise
         print(f"sat-triton {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # anything unforeseen: one line, the traceback with --debug
+        if args.debug:
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"sat-triton {args.command}: error: {type(exc).__name__}{': ' + detail if detail else ''} "
+              f"(run again with --debug for the traceback)", file=sys.stderr)
+        return 1

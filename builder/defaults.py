@@ -25,6 +25,13 @@ Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md h
   settings the four tokenizer instances are what saturates: more is the next thing to measure); a
   queue delay of half a millisecond (0.1 and 2 ms measured no better; no dynamic batching at all:
   -38% to -66%).
+* the ONNX step's bounded queue (both; ``bench/faults.py``, docs/reliability.md): past capacity an
+  accepted request waits for about ``max_queue_size`` requests, and throughput does not depend on it.
+  On the sat-3l-sm-shaped CPU build at 3x capacity, queues of 4, 16 and 64 gave the same throughput
+  and accepted p50 of 1.3, 4.5 and 19 s, so cpu takes 8; gpu (not measured: no GPU here) takes 64,
+  which at the H100's hundreds of requests per second is a wait of tens of milliseconds and lets 64
+  closed-loop clients queue without refusal. A request waits at most 30 s (a backstop for requests of
+  many windows). The Python steps get no queue policy: tritonserver 2.51's batcher stalled on them.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ AUTO = "auto"
 
 DEFAULTS = {
     "cpu": {"max_batch_size": 64, "instance_count": 1, "onnx_instance_count": AUTO, "pad_to_multiple_of": 64,
-            "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off"},
+            "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off",
+            "max_queue_size": 8, "queue_timeout_ms": 30000},
     "gpu": {"max_batch_size": 256, "instance_count": 4, "onnx_instance_count": 3, "pad_to_multiple_of": 64,
-            "max_queue_delay_us": 500, "length_granularity": 0, "optimize": "on"},
+            "max_queue_delay_us": 500, "length_granularity": 0, "optimize": "on",
+            "max_queue_size": 64, "queue_timeout_ms": 30000},
 }
 
 

@@ -9,6 +9,7 @@ an error, never a leftover ``${...}``); every rendered ``config.pbtxt`` is parse
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import string
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import sat_triton.pipeline as sat_pipeline
 from sat_triton.pipeline import wire
+from sat_triton.pipeline.limits import (DEFAULT_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_TEXTS, DEFAULT_MAX_TEXT_CHARS,
+                                        default_ensemble_request_chars)
 
 from .errors import BuildError
 
@@ -50,10 +53,14 @@ class ModelNames:
 
 
 def shared_names(ensemble: str, tokenizer_file: Path, token_ids: tuple[int, int, int], max_batch_size: int,
-                 pad_to_multiple_of: int, default_threshold: float, language: str = "") -> ModelNames:
-    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>[_<language>]``."""
+                 pad_to_multiple_of: int, default_threshold: float, language: str = "",
+                 limits: tuple = ()) -> ModelNames:
+    """``sat_tokenizer_<digest>`` of what the tokenizer model holds; ``sat_postprocessor_t<threshold>[_<language>]``.
+    ``limits``: the tokenizer's request limits (ensembles with different limits need their own tokenizer)."""
     digest = hashlib.sha256(tokenizer_file.read_bytes())
     digest.update(repr((token_ids, max_batch_size, pad_to_multiple_of)).encode())
+    if limits:
+        digest.update(repr(tuple(limits)).encode())
     threshold = repr(float(default_threshold)).replace(".", "_").replace("-", "m")
     return ModelNames(ensemble, tokenizer=f"sat_tokenizer_{digest.hexdigest()[:10]}",
                       postprocessor=f"sat_postprocessor_t{threshold}" + (f"_{language}" if language else ""))
@@ -76,10 +83,18 @@ class RepositorySettings:
     onnx_instance_count: int = 1
     tokenizer_threads: str = "auto"  # rayon threads per tokenizer instance: auto, 0 (the library's: all cores), N
     dynamic_batching: bool = True
+    max_queue_size: int = 8  # requests waiting for the ONNX step; 0: no bound (Triton's default)
+    queue_timeout_ms: int = 30000  # longest wait in the ONNX step's queue; 0: no timeout
     length_granularity: int = 8
     tensorrt: bool = False
+    tensorrt_cache_dir: str | None = None  # trt_engine_cache_path in the server's filesystem; None: no cache
     precision: str = "fp32"
     language: str = ""  # the model's language (a hub LoRA's): default for the length priors
+    # Request limits (sat_pipeline/limits.py): per text, per request to <name>_long, per ensemble request.
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    max_request_chars: int = DEFAULT_MAX_REQUEST_CHARS
+    max_ensemble_request_chars: int | None = None  # None: sized from max_batch_size
+    max_request_texts: int = DEFAULT_MAX_REQUEST_TEXTS
 
 
 def wire_names() -> dict[str, str]:
@@ -102,15 +117,38 @@ def render(template, values: dict[str, object]) -> str:
     return text
 
 
+def queue_policy(settings: RepositorySettings) -> str:
+    """Triton's bound on the ONNX step's queue: a request that finds ``max_queue_size`` requests waiting is
+    refused at once (gRPC UNAVAILABLE, HTTP 503 "Exceeds maximum queue size") instead of queueing
+    without bound; with ``queue_timeout_ms``, one that waited that long is refused too. A client may ask
+    for a shorter timeout (the request's ``timeout``), never a longer one."""
+    return ("default_queue_policy { "
+            f"max_queue_size: {settings.max_queue_size} timeout_action: REJECT "
+            f"default_timeout_microseconds: {settings.queue_timeout_ms * 1000} allow_timeout_override: true }}")
+
+
+def dynamic_batching(settings: RepositorySettings, batching: bool) -> str:
+    """The ONNX step's ``dynamic_batching`` block, on one line; it is always there, for the bounded queue.
+    ``batching``: wait up to ``max_queue_delay_us`` for a batch to fill; otherwise wait for nothing (delay
+    0: a request starts as soon as an instance is free; requests that queued behind a busy instance may
+    still run together). Only the ONNX step gets one: on the max_batch_size 0 Python steps, tritonserver
+    2.51's batcher with a queue policy stalled under open-loop load (docs/reliability.md)."""
+    delay = settings.max_queue_delay_us if batching else 0
+    return f"dynamic_batching {{ max_queue_delay_microseconds: {delay} {queue_policy(settings)} }}"
+
+
 def _optimization(settings: RepositorySettings) -> str:
     if not settings.tensorrt:
         return ""
     precision = "FP16" if settings.precision == "fp16" else "FP32"
-    return (
-        "optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
-        f"parameters {{ key: \"precision_mode\" value: \"{precision}\" }} "
-        "parameters { key: \"max_workspace_size_bytes\" value: \"1073741824\" } } ] } }"
-    )
+    parameters = {"precision_mode": precision, "max_workspace_size_bytes": "1073741824"}
+    if settings.tensorrt_cache_dir:
+        # The onnxruntime backend's names for onnxruntime's TensorRT provider options of the same name.
+        parameters.update(trt_engine_cache_enable="1", trt_engine_cache_path=settings.tensorrt_cache_dir)
+    rendered = " ".join(f"parameters {{ key: {json.dumps(key)} value: {json.dumps(value, ensure_ascii=False)} }}"
+                        for key, value in parameters.items())
+    return ("optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
+            f"{rendered} }} ] }} }}")
 
 
 def _copy_pipeline(version_dir: Path) -> None:
@@ -164,8 +202,7 @@ def write_repository(
         "intra_op_threads": settings.intra_op_threads,
         "onnx_instance_count": settings.onnx_instance_count,
         "tokenizer_threads": settings.tokenizer_threads,
-        "dynamic_batching": (f"dynamic_batching {{ max_queue_delay_microseconds: {settings.max_queue_delay_us} }}"
-                             if settings.dynamic_batching else ""),
+        "dynamic_batching": dynamic_batching(settings, settings.dynamic_batching),  # the ONNX step
         "ort_threads": (f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{settings.intra_op_threads}" }} }}'
                         if settings.intra_op_threads > 0 else ""),
         "length_granularity": settings.length_granularity,
@@ -176,6 +213,11 @@ def write_repository(
         "pad_to_multiple_of": settings.pad_to_multiple_of,
         "default_threshold": repr(float(settings.default_threshold)),
         "language": settings.language,
+        "max_text_chars": settings.max_text_chars,
+        "max_request_chars": settings.max_request_chars,
+        "max_ensemble_request_chars": (settings.max_ensemble_request_chars
+                                       or default_ensemble_request_chars(settings.max_batch_size)),
+        "max_request_texts": settings.max_request_texts,
     }
     root.mkdir(parents=True, exist_ok=True)
     version = settings.model_version

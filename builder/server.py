@@ -36,6 +36,11 @@ _SYSTEM_LIB_DIRS = {"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/lib/x86_64
                     "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu"}
 
 
+# Triton's admin APIs: reachable only with the admin header (TritonServer's admin_header). Inference,
+# health, metadata, model-config and statistics stay open: clients need them.
+RESTRICTED_APIS = ("model-repository", "logging", "trace", "shared-memory")
+
+
 class TritonServerError(RuntimeError):
     """Triton could not be found, prepared, started or made ready."""
 
@@ -97,6 +102,16 @@ def prepare_backend_dir(install: TritonInstall, workdir: Path) -> Path:
     return dst.parent
 
 
+def connect_host(host: str) -> str:
+    """Where a local client reaches a server bound to ``host`` (a wildcard address: loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def url_host(host: str) -> str:
+    host = connect_host(host)
+    return f"[{host}]" if ":" in host else host
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -127,20 +142,34 @@ class TritonServer:
     def __init__(self, model_repository: Path, http_port: int = 8000, grpc_port: int = 8001,
                  metrics_port: int = 8002, log_verbose: int = 0, model_control_mode: str = "none",
                  extra_args=(), env: dict | None = None, log_file: Path | None = None,
-                 install: TritonInstall | None = None, workdir: Path | None = None):
+                 install: TritonInstall | None = None, workdir: Path | None = None, host: str = "127.0.0.1",
+                 admin_header: tuple[str, str] | None = None, die_with_parent: bool = False,
+                 log_to_stdout: bool = False):
+        """``host``: the address HTTP, gRPC and metrics bind to (Triton's own default is every interface).
+        ``admin_header``: (name, value) a request must carry to reach :data:`RESTRICTED_APIS`.
+        ``die_with_parent``: the kernel kills tritonserver when this process dies (start it from the main
+        thread); it runs in a process group of its own (a terminal's Ctrl-C reaches only us), which a
+        reaper process kills, stubs and all, once tritonserver has stopped or this process died."""
         self.model_repository = Path(model_repository).resolve()
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.log_verbose, self.model_control_mode = log_verbose, model_control_mode
         self.extra_args, self.extra_env = list(extra_args), dict(env or {})
         self.log_file = Path(log_file) if log_file else None
         self.install, self.workdir = install, workdir
+        self.host, self.admin_header, self.die_with_parent = host, admin_header, die_with_parent
+        self.log_to_stdout = log_to_stdout
         self._proc: subprocess.Popen | None = None
+        self._reaper: subprocess.Popen | None = None
         self._log = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
 
-    http_url = property(lambda self: f"127.0.0.1:{self.http_port}")
-    grpc_url = property(lambda self: f"127.0.0.1:{self.grpc_port}")
-    metrics_url = property(lambda self: f"127.0.0.1:{self.metrics_port}")
+    http_url = property(lambda self: f"{url_host(self.host)}:{self.http_port}")
+    grpc_url = property(lambda self: f"{url_host(self.host)}:{self.grpc_port}")
+    metrics_url = property(lambda self: f"{url_host(self.host)}:{self.metrics_port}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def _environment(self, install: TritonInstall) -> dict:
         env = os.environ.copy()
@@ -174,15 +203,38 @@ class TritonServer:
             workdir = Path(self.workdir or self._tmpdir.name)
             args.append(f"--backend-directory={prepare_backend_dir(install, workdir)}")
         args += [f"--model-control-mode={self.model_control_mode}", f"--log-verbose={self.log_verbose}",
-                 "--exit-on-error=true", "--strict-readiness=true", *self.extra_args]
-        if self.log_file is None:
-            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
-            os.close(fd)
-            self.log_file = Path(name)
-        self._log = open(self.log_file, "wb")
-        self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env=self._environment(install))
+                 "--exit-on-error=true", "--strict-readiness=true",
+                 f"--http-address={self.host}", f"--grpc-address={self.host}", f"--metrics-address={self.host}"]
+        if self.admin_header is not None:
+            name, value = self.admin_header
+            apis = ",".join(RESTRICTED_APIS)
+            args += [f"--http-restricted-api={apis}:{name}={value}", f"--grpc-restricted-protocol={apis}:{name}={value}"]
+        args += self.extra_args
+        if self.log_to_stdout:
+            self._log = None
+        else:
+            if self.log_file is None:
+                fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+                os.close(fd)
+                self.log_file = Path(name)
+            self._log = open(self.log_file, "ab")
+        output = self._log if self._log is not None else None
+        extra = {}
+        if self.die_with_parent:
+            from .processes import die_with_parent
+
+            extra = {"preexec_fn": die_with_parent(os.getpid()), "start_new_session": True}
+        self._proc = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT if output else None,
+                                      stdin=subprocess.DEVNULL, env=self._environment(install), **extra)
+        if self.die_with_parent:
+            from .processes import group_reaper
+
+            self._reaper = group_reaper(self._proc.pid)
         return self
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -209,8 +261,9 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_ready(self, model_names: list[str] = (), timeout: float = 120.0) -> None:
-        """Block until the server and every named model report ready."""
+    def wait_ready(self, model_names: list[str] = (), timeout: float = 120.0, cancel=None) -> None:
+        """Block until the server and every named model report ready (``cancel``: a threading.Event
+        that, once set, ends the wait with an error)."""
         if self._proc is None:
             raise TritonServerError("server not started")
         paths = ["/v2/health/ready"] + [f"/v2/models/{name}/ready" for name in model_names]
@@ -223,7 +276,10 @@ class TritonServer:
                 return
             if time.monotonic() > deadline:
                 raise self._failure(f"tritonserver not ready after {timeout:.0f}s: {', '.join(paths)}")
-            time.sleep(0.25)
+            if cancel is not None and cancel.wait(0.25):
+                raise TritonServerError("stopped before tritonserver was ready")
+            elif cancel is None:
+                time.sleep(0.25)
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGINT, wait up to ``grace`` seconds, then SIGKILL.  Returns the exit code.
@@ -242,6 +298,13 @@ class TritonServer:
                     proc.kill()
                     proc.wait(timeout=grace)
             code = proc.returncode
+        if self._reaper is not None:  # tritonserver is gone: whatever is left of its group goes too
+            self._reaper.stdin.close()
+            try:
+                self._reaper.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._reaper.kill()
+            self._reaper = None
         if self._log is not None:
             self._log.close()
             self._log = None

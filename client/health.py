@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 
-def _module(protocol: str):
+def _module(protocol: str) -> Any:
     if protocol == "grpc":
         import tritonclient.grpc as module
     elif protocol == "http":

@@ -28,6 +28,10 @@ class ChunkPlan:
     def lengths(self) -> np.ndarray:
         return self.end - self.start
 
+    def rows(self, first: int, stop: int) -> "ChunkPlan":
+        """Windows ``first`` to ``stop - 1`` of the plan (the same block size)."""
+        return ChunkPlan(self.text[first:stop], self.start[first:stop], self.end[first:stop], self.block_size)
+
 
 def effective_block_size(token_counts: np.ndarray, block_size: int) -> int:
     """wtpsplit's ``block_size = min(block_size, longest text)``, capped at 510 tokens."""
@@ -81,16 +85,18 @@ def build_inputs(
     sep_id: int,
     pad_id: int,
     pad_to_multiple_of: int = 1,
+    seq_len: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``input_ids`` and ``attention_mask`` (int64, [chunks, seq]) for the windows of ``plan``.
 
     ``ids`` are all texts' token ids concatenated; ``text_token_starts[i]`` is where text i begins.
     With no windows, one ``<s></s>`` row is returned so the ONNX step still gets a valid batch.
+    ``seq_len`` fixes the width (a slice of a larger plan keeps the whole plan's padding).
     """
     if len(plan) == 0:
         return np.array([[cls_id, sep_id]], dtype=np.int64), np.ones((1, 2), dtype=np.int64)
     lengths = plan.lengths
-    seq = padded_length(int(lengths.max()), pad_to_multiple_of)
+    seq = padded_length(int(lengths.max()), pad_to_multiple_of) if seq_len is None else seq_len
     rows = np.arange(len(plan))
     cols = np.arange(seq - 2, dtype=np.int64)
     in_window = cols[None, :] < lengths[:, None]

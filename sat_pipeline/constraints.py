@@ -138,6 +138,24 @@ def check_lengths(min_length: int, max_length: int | None, algorithm: str) -> No
         raise RequestError(f"option 'algorithm': Unknown algorithm: {algorithm!r}. Must be one of {list(ALGORITHMS)}")
 
 
+def clamp_lengths(n: int, min_length: int, max_length: int | None) -> tuple[int, int | None]:
+    """``min_length`` and ``max_length`` capped at ``n + 1`` for a text (or paragraph) of ``n`` characters:
+    the same segments as the values given, in time that depends on ``n`` only.
+
+    Why the result cannot change: every length the algorithms compare with these bounds (a candidate
+    segment's length ``i - j``, a piece's, a merge's, the distance to the text's end) is at most ``n``.
+    So for any value ``>= n + 1``, ``length < min_length`` is always true and ``length > max_length``
+    always false, exactly as for ``n + 1``; ``min(max_length, n)`` and ``min(position + max_length, n)``
+    are ``n`` either way; the Viterbi table reads the prior only at lengths ``<= n``, and the prior itself
+    is built from the request's own ``max_length`` (``prior(length) == 0`` only for lengths above it).
+    Capping both keeps ``min_length <= max_length``; ``None`` stays ``None``. Without it, ``min_length=1e8``
+    on a 14-character text allocated a 1e8-entry table (2.4 s; 1e9: 42.6 s). Tested against wtpsplit
+    with huge values in tests/test_constraints.py.
+    """
+    cap = n + 1
+    return min(min_length, cap), (None if max_length is None else min(max_length, cap))
+
+
 # --------------------------------------------------------------------------------------------------
 # constrained_segmentation
 # --------------------------------------------------------------------------------------------------
@@ -372,6 +390,7 @@ def constrained_boundaries(probs: np.ndarray, prior: Prior, min_length: int = 1,
     the Viterbi fallback may also yield ``n``). ``max_length=None`` means ``len(probs)``."""
     probs = np.asarray(probs)
     n = len(probs)
+    min_length, max_length = clamp_lengths(n, min_length, max_length)
     if max_length is None:
         max_length = n
     if algorithm == "greedy":
@@ -422,6 +441,7 @@ def _enforce(tx: _Text, base: int, limit: int, indices, min_length: int, max_len
     if limit <= base:
         return _empty_pieces()
     n_local = limit - base
+    min_length, max_length = clamp_lengths(n_local, min_length, max_length)
     if tx.next_ns[base] >= limit:  # whitespace only
         if strip_whitespace:
             return _empty_pieces()
@@ -632,7 +652,7 @@ def paragraph_constrained_spans(text: str, probs: np.ndarray, paragraph_threshol
 
 
 __all__ = [
-    "ALGORITHMS", "PRIOR_TYPES", "Pieces", "local_prior_kwargs", "request_prior", "check_lengths",
+    "ALGORITHMS", "PRIOR_TYPES", "Pieces", "local_prior_kwargs", "request_prior", "check_lengths", "clamp_lengths",
     "constrained_boundaries", "enforce_segment_constraints", "constrained_pieces", "constrained_spans",
     "paragraph_constrained_pieces", "paragraph_constrained_spans",
 ]

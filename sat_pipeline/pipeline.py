@@ -17,7 +17,7 @@ from .chunking import build_inputs, plan_chunks
 from .options import Options
 from .segmentation import batch_sentence_spans, paragraph_sentence_spans
 from .stitching import char_probabilities, stitch_token_logits
-from .texts import TextBatch, is_blank
+from .texts import TextBatch, is_blank, utf8_slices
 from .tokenization import TokenizedBatch, tokenize
 
 
@@ -42,8 +42,16 @@ def model_texts(texts: list[str], options: Options) -> tuple[list[str], np.ndarr
     return texts, np.array([not is_blank(text) for text in texts], dtype=bool)
 
 
+def check_costs(texts: list[str], options: Options) -> None:
+    """Refuse, before any work, a request whose options would cost more than the server allows."""
+    if options.length_constrained:
+        for index, text in enumerate(texts):
+            check_constrained_cost(index, len(text), options)
+
+
 def prepare(tokenizer, texts: list[str], options: Options, settings: TokenizerSettings):
     """Tokenize and cut into windows: returns the batch, the plan and the ONNX inputs."""
+    check_costs(texts, options)
     inputs, include = model_texts(texts, options)
     batch = tokenize(tokenizer, inputs, include)
     plan = plan_chunks(batch.counts, options.block_size, options.stride)
@@ -55,12 +63,30 @@ def prepare(tokenizer, texts: list[str], options: Options, settings: TokenizerSe
 
 @dataclass
 class Segmented:
-    sentences: list[str]  # all texts' sentences, in order
-    counts: np.ndarray  # int32 [texts]
-    spans: np.ndarray  # int64 [sentences, 2]
+    texts: list[str]
+    counts: np.ndarray  # int32 [texts]: sentences per text
+    spans: np.ndarray  # int64 [sentences, 2]: each sentence's [start, end) in its text
     paragraphs: np.ndarray  # int32 [sentences]
     paragraph_counts: np.ndarray  # int32 [texts]
     char_probs: np.ndarray  # float32 [all texts' characters]: over the original texts, concatenated
+    # The sentences as strings where one is not the slice of its span (wtpsplit's join of two stripped
+    # pieces under length constraints); None: every sentence is texts[i][start:end], made only when asked.
+    strings: list[str] | None = None
+
+    @property
+    def sentences(self) -> list[str]:
+        """All texts' sentences, in order."""
+        if self.strings is not None:
+            return self.strings
+        owner = np.repeat(np.arange(len(self.texts)), self.counts)
+        return [self.texts[i][a:b] for i, (a, b) in zip(owner.tolist(), self.spans.tolist())]
+
+    def encoded_sentences(self) -> np.ndarray:
+        """The sentences as a BYTES tensor (object array of UTF-8 ``bytes``), cut from each text's UTF-8
+        without making a ``str`` per sentence first (millions of them for a long text)."""
+        if self.strings is not None:
+            return np.array([s.encode("utf-8") for s in self.strings], dtype=np.object_).reshape(-1)
+        return utf8_slices(self.texts, self.counts, self.spans)
 
 
 def batch_probabilities(
@@ -79,6 +105,19 @@ def batch_probabilities(
     counts = np.asarray(token_counts, dtype=np.int64)
     plan = plan_chunks(counts, options.block_size, options.stride)
     token_logits = stitch_token_logits(chunk_logits, plan, counts, options.weighting)
+    return token_probabilities(texts, batch, counts, token_ends, token_logits, options)
+
+
+def token_probabilities(
+    texts: list[str],
+    batch: TextBatch,
+    token_counts: np.ndarray,
+    token_ends: np.ndarray,
+    token_logits: np.ndarray,
+    options: Options,
+) -> np.ndarray:
+    """:func:`batch_probabilities` from the stitched per-token logits."""
+    counts = np.asarray(token_counts, dtype=np.int64)
     if not options.remove_whitespace_before_inference:
         return char_probabilities(batch.lengths, token_logits, token_ends, counts)
     keep = batch.cps != 0x20
@@ -101,8 +140,32 @@ def text_probabilities(
     return np.split(probs, np.cumsum(batch.lengths)[:-1]) if len(texts) else []
 
 
-# Length-constrained segmentation without max_length is quadratic in the text length (as in wtpsplit).
+# Length-constrained segmentation costs time proportional to a text's characters times the longest
+# segment it may have, min(max_length, characters) (without max_length: the characters squared), in
+# wtpsplit too. One text may cost at most this much: 20,000 characters without max_length, about 0.5-2 s
+# on one core; a million characters with max_length up to 400.
 MAX_UNBOUNDED_CONSTRAINED_CHARS = 20_000
+MAX_CONSTRAINED_CELLS = MAX_UNBOUNDED_CONSTRAINED_CHARS ** 2
+
+
+def check_constrained_cost(index: int, n_chars: int, options: Options) -> None:
+    """Refuse a length-constrained text whose segmentation would cost more than ``MAX_CONSTRAINED_CELLS``,
+    naming the text and what to change; a ``max_length`` past the text costs what the text's length does."""
+    reach = n_chars if options.max_length is None else min(options.max_length, n_chars)
+    if n_chars * reach <= MAX_CONSTRAINED_CELLS:
+        return
+    if options.max_length is None:
+        raise RequestError(
+            f"TEXT[{index}] has {n_chars:,} characters; min_length without max_length costs time quadratic in the "
+            f"length, so it is limited to {MAX_UNBOUNDED_CONSTRAINED_CHARS:,} characters: set 'max_length' (at most "
+            f"{MAX_CONSTRAINED_CELLS // n_chars:,} for this text) or send shorter texts"
+        )
+    raise RequestError(
+        f"TEXT[{index}] has {n_chars:,} characters and max_length {options.max_length:,}; length-constrained "
+        f"segmentation costs time proportional to the characters times min(max_length, characters), "
+        f"{n_chars:,} x {reach:,} here, and one text may cost at most {MAX_CONSTRAINED_CELLS:,}: set 'max_length' "
+        f"to at most {MAX_CONSTRAINED_CELLS // n_chars:,} for this text, or send shorter texts"
+    )
 
 
 def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, threshold: float,
@@ -110,11 +173,6 @@ def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, th
     """One text's sentence spans, strings (None: the plain slices), paragraph indices and paragraph count,
     for the options that work text by text (length constraints, paragraphs)."""
     if options.length_constrained:
-        if options.max_length is None and len(text) > MAX_UNBOUNDED_CONSTRAINED_CHARS:
-            raise RequestError(
-                f"TEXT[{index}] has {len(text)} characters; min_length without max_length costs time quadratic in "
-                f"the length, so it is limited to {MAX_UNBOUNDED_CONSTRAINED_CHARS} characters: set 'max_length'"
-            )
         constraint = (options.min_length, options.max_length, options.prior_type, options.prior_kwargs,
                       options.algorithm, options.strip_whitespace, language)
         if options.do_paragraph_segmentation:
@@ -132,7 +190,7 @@ def _segment_text(index: int, text: str, probs: np.ndarray, options: Options, th
 
 
 def _segment_each(texts, probs, batch, options, threshold, language) -> Segmented:
-    starts, ends, paragraphs, sentences = [], [], [], []
+    starts, ends, paragraphs, joined = [], [], [], {}
     counts = np.zeros(len(texts), dtype=np.int32)
     paragraph_counts = np.zeros(len(texts), dtype=np.int32)
     offsets = batch.starts
@@ -143,15 +201,20 @@ def _segment_each(texts, probs, batch, options, threshold, language) -> Segmente
         ends.append(e)
         paragraphs.append(para)
         counts[index] = len(s)
-        if strings is None:
-            strings = [text[a:b] for a, b in zip(s.tolist(), e.tolist())]
-        sentences.extend(strings)
+        if strings is not None:
+            joined[index] = strings
     if texts:
         spans = np.stack([np.concatenate(starts), np.concatenate(ends)], axis=1).astype(np.int64)
         paragraph = np.concatenate(paragraphs).astype(np.int32)
     else:
         spans, paragraph = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int32)
-    return Segmented(sentences, counts, spans, paragraph, paragraph_counts, probs)
+    segmented = Segmented(texts, counts, spans, paragraph, paragraph_counts, probs)
+    if joined:
+        sentences = []
+        for index, text in enumerate(texts):
+            sentences.extend(joined.get(index) or [text[a:b] for a, b in zip(starts[index].tolist(), ends[index].tolist())])
+        segmented.strings = sentences
+    return segmented
 
 
 def finish(
@@ -167,23 +230,40 @@ def finish(
 
     ``language`` is the model's language (a LoRA build's), used for the length priors' defaults.
     Plain thresholding runs once over the whole request; length constraints and paragraphs text by text."""
+    counts = np.asarray(token_counts, dtype=np.int64)
+    plan = plan_chunks(counts, options.block_size, options.stride)
+    token_logits = stitch_token_logits(chunk_logits, plan, counts, options.weighting)
+    return finish_tokens(texts, counts, token_ends, token_logits, options, default_threshold, language)
+
+
+def finish_tokens(
+    texts: list[str],
+    token_counts: np.ndarray,
+    token_ends: np.ndarray,
+    token_logits: np.ndarray,
+    options: Options,
+    default_threshold: float,
+    language: str | None = None,
+) -> Segmented:
+    """:func:`finish` from the stitched per-token logits (what the long model accumulates slice by slice)."""
+    check_costs(texts, options)
     threshold = options.threshold if options.threshold is not None else default_threshold
     batch = TextBatch.of(texts)
-    probs = batch_probabilities(texts, batch, token_counts, token_ends, chunk_logits, options)
+    probs = token_probabilities(texts, batch, token_counts, token_ends, token_logits, options)
     if options.length_constrained or options.do_paragraph_segmentation:
         return _segment_each(texts, probs, batch, options, threshold, language)
     owner, starts, ends = batch_sentence_spans(batch.cps, batch.lengths, probs, threshold,
                                                options.strip_whitespace, options.split_on_input_newlines)
-    sentences = [texts[i][a:b] for i, a, b in zip(owner.tolist(), starts.tolist(), ends.tolist())]
+    del batch
     counts = np.bincount(owner, minlength=len(texts)).astype(np.int32)
-    return Segmented(sentences, counts, np.stack([starts, ends], axis=1).astype(np.int64),
+    return Segmented(texts, counts, np.stack([starts, ends], axis=1).astype(np.int64),
                      np.zeros(len(owner), dtype=np.int32), (counts > 0).astype(np.int32), probs)
 
 
 def output_arrays(segmented: Segmented, char_probs: bool = True) -> dict[str, np.ndarray]:
     """The public output tensors of a request, by wire name (``CHAR_PROBS`` only if asked for)."""
     outputs = {
-        wire.SENTENCES: np.array([s.encode("utf-8") for s in segmented.sentences], dtype=np.object_),
+        wire.SENTENCES: segmented.encoded_sentences(),
         wire.SENTENCE_COUNTS: segmented.counts.astype(np.int32),
         wire.SENTENCE_SPANS: segmented.spans.reshape(-1, 2).astype(np.int64),
         wire.SENTENCE_PARAGRAPH: segmented.paragraphs.astype(np.int32),
@@ -199,4 +279,6 @@ def string_parameters(model_config: dict) -> dict[str, str]:
     return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
 
 
-__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish", "batch_probabilities", "text_probabilities", "Segmented"]
+__all__ = ["output_arrays", "string_parameters", "TokenizerSettings", "TokenizedBatch", "prepare", "finish",
+           "finish_tokens", "batch_probabilities", "token_probabilities", "text_probabilities", "Segmented",
+           "check_costs", "check_constrained_cost"]

@@ -21,6 +21,61 @@ def window_weights(block_size: int, weighting: str) -> np.ndarray:
     return 1 - np.abs(x)
 
 
+class TokenLogitStitcher:
+    """wtpsplit's float16 accumulation of window logits per token, fed the windows of ``plan`` in slices,
+    in plan order, so a long text's windows never need to exist all at once.
+
+    ``add(chunk_logits)`` takes the next windows' logits, ``chunk_logits[c, 1 + j]`` being the logit of
+    token ``plan.start[c] + j`` of window c (position 0 is ``<s>``). Per token, contributions arrive in
+    window order and each sum is rounded to float16 after every window, as in wtpsplit's loop; where the
+    slices are cut does not change a bit (tests/test_stitching.py). Holds two float16 values per token.
+    """
+
+    def __init__(self, plan: ChunkPlan, token_counts: np.ndarray, weighting: str = "uniform"):
+        counts = np.asarray(token_counts, dtype=np.int64)
+        self.total = int(counts.sum())
+        self.acc = np.zeros(self.total, dtype=np.float16)
+        self.norm = np.zeros(self.total, dtype=np.float16)
+        text_starts = np.cumsum(counts) - counts
+        self.g_start = text_starts[plan.text] + plan.start  # window bounds in flat token coordinates
+        self.g_end = text_starts[plan.text] + plan.end
+        self.weights = window_weights(plan.block_size, weighting) if len(plan) else None
+        self.windows = len(plan)
+        self.done = 0  # windows added so far
+
+    def add(self, chunk_logits: np.ndarray) -> None:
+        first_window, stop = self.done, self.done + len(chunk_logits)
+        if stop > self.windows:
+            raise ValueError(f"{stop} windows given, the plan has {self.windows}")
+        if stop == first_window:
+            return
+        g_start, g_end = self.g_start[first_window:stop], self.g_end[first_window:stop]
+        # Windows are sorted by start and by end, and together cover the tokens between the first one's
+        # start and the last one's end without a gap; the windows covering a token are consecutive.
+        position = np.arange(g_start[0], g_end[-1], dtype=np.int64)
+        first = np.searchsorted(g_end, position, side="right")  # first window (of this slice) covering it
+        last = np.searchsorted(g_start, position, side="right") - 1  # last one
+        logits = np.asarray(chunk_logits, dtype=np.float32)
+        acc, norm, weights = self.acc, self.norm, self.weights
+        for layer in range(int((last - first).max()) + 1):
+            sel = np.nonzero(first + layer <= last)[0]
+            window = first[sel] + layer
+            token = position[sel]
+            local = token - g_start[window]
+            w = weights[local]
+            acc[token] = (acc[token] + w * logits[window, local + 1]).astype(np.float16)
+            norm[token] = norm[token] + w
+        self.done = stop
+
+    def result(self) -> np.ndarray:
+        """float16 [total tokens]: the averaged logits (once every window was added)."""
+        if self.done != self.windows:
+            raise ValueError(f"{self.done} of {self.windows} windows added")
+        if self.total == 0 or self.windows == 0:
+            return self.acc
+        return self.acc / self.norm
+
+
 def stitch_token_logits(
     chunk_logits: np.ndarray,
     plan: ChunkPlan,
@@ -33,28 +88,10 @@ def stitch_token_logits(
     ``<s>``). Vectorised over all tokens: a token covered by several windows takes their
     contributions one "layer" at a time, in window order, exactly as wtpsplit's loop adds them.
     """
-    counts = np.asarray(token_counts, dtype=np.int64)
-    total = int(counts.sum())
-    acc = np.zeros(total, dtype=np.float16)
-    norm = np.zeros(total, dtype=np.float16)
-    if total == 0 or len(plan) == 0:
-        return acc
-    text_starts = np.cumsum(counts) - counts
-    g_start = text_starts[plan.text] + plan.start  # window bounds in flat token coordinates
-    g_end = text_starts[plan.text] + plan.end
-    position = np.arange(total, dtype=np.int64)
-    first = np.searchsorted(g_end, position, side="right")  # first window covering each token
-    last = np.searchsorted(g_start, position, side="right") - 1  # last window covering it
-    weights = window_weights(plan.block_size, weighting)
-    logits = np.asarray(chunk_logits, dtype=np.float32)
-    for layer in range(int((last - first).max()) + 1):
-        sel = np.nonzero(first + layer <= last)[0]
-        window = first[sel] + layer
-        local = sel - g_start[window]
-        w = weights[local]
-        acc[sel] = (acc[sel] + w * logits[window, local + 1]).astype(np.float16)
-        norm[sel] = norm[sel] + w
-    return acc / norm
+    stitcher = TokenLogitStitcher(plan, token_counts, weighting)
+    if len(plan):
+        stitcher.add(chunk_logits[: len(plan)])
+    return stitcher.result()
 
 
 def char_probabilities(

@@ -35,3 +35,7 @@ ENSEMBLE_TOKEN_ENDS = "token_ends"
 # Marker in the error a request gets when its chunks exceed what the ONNX step accepts; the client
 # reacts to it by sending the texts to the long-text model.
 TOO_MANY_CHUNKS = "too many chunks"
+# Marker in the error a request gets when it has more characters than the ensemble takes in one request
+# (sat-triton build --max_ensemble_request_chars), refused before tokenizing; the client reacts to it
+# as to TOO_MANY_CHUNKS.
+TOO_LONG_FOR_ENSEMBLE = "too long for one ensemble request"

@@ -13,6 +13,8 @@ What gets installed lives under this one namespace, mapped from the repository's
 
 __version__ = "0.1.0"
 
-from .client import SaT, SaTRequestError, wait_until_ready  # noqa: E402
+from .client import (AsyncSaT, RetryPolicy, SaT, SaTError, SaTOverloadedError, SaTRequestError,  # noqa: E402
+                     SaTTimeoutError, SaTUnavailableError, wait_until_ready)
 
-__all__ = ["SaT", "SaTRequestError", "wait_until_ready", "__version__"]
+__all__ = ["SaT", "AsyncSaT", "RetryPolicy", "SaTError", "SaTRequestError", "SaTUnavailableError",
+           "SaTOverloadedError", "SaTTimeoutError", "wait_until_ready", "__version__"]

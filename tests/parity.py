@@ -17,8 +17,20 @@ def default_threshold(reference) -> float:
     return 0.25 if "sm" in name else 0.025
 
 
+_REFERENCE_SPLITS: dict = {}
+
+
+def reference_split(reference, texts, **options) -> list:
+    """wtpsplit's sentences, computed once per session for each reference, texts and options: the same
+    test bodies run against the local server and the container, and wtpsplit's answer is the same."""
+    key = (id(reference), tuple(texts), repr(sorted(options.items())))
+    if key not in _REFERENCE_SPLITS:
+        _REFERENCE_SPLITS[key] = list(reference.split(list(texts), **options))
+    return _REFERENCE_SPLITS[key]
+
+
 def assert_same_sentences(reference, texts, got, **options):
-    expected = list(reference.split(texts, **options))
+    expected = reference_split(reference, texts, **options)
     assert len(got) == len(expected)
     differing = [i for i, (g, e) in enumerate(zip(got, expected)) if g != e]
     threshold = options.get("threshold") or default_threshold(reference)

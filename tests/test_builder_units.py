@@ -25,7 +25,8 @@ def test_every_template_renders_strictly_and_parses():
               "intra_op_threads": 0, "length_granularity": 32,
               "onnx_instance_count": 1, "tokenizer_threads": "auto", "dynamic_batching": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
-              "language": ""}
+              "language": "", "max_text_chars": 100, "max_request_chars": 200, "max_ensemble_request_chars": 50,
+              "max_request_texts": 10}
     templates = sorted(repository.TEMPLATES.glob("*/config.pbtxt"))
     assert len(templates) == 6
     for template in templates:
@@ -49,7 +50,7 @@ def test_client_wire_copy_matches():
     from sat_triton.pipeline import wire
 
     for name in ("TEXT", "SENTENCES", "SENTENCE_COUNTS", "SENTENCE_SPANS", "SENTENCE_PARAGRAPH", "PARAGRAPH_COUNTS",
-                 "TOO_MANY_CHUNKS"):
+                 "TOO_MANY_CHUNKS", "TOO_LONG_FOR_ENSEMBLE"):
         assert getattr(client_wire, name) == getattr(wire, name)
 
 
@@ -68,6 +69,8 @@ def test_not_a_sat_checkpoint(tmp_path, capsys):
 def test_bad_flag_values(tmp_path, capsys):
     assert main(["build", "--model_name_or_path", str(tmp_path), "--max_batch_size", "0"]) == 2
     assert "--max_batch_size must be >= 1" in capsys.readouterr().err
+    assert main(["build", "--model_name_or_path", str(tmp_path), "--max_queue_size", "-1"]) == 2
+    assert "--max_queue_size must be >= 0 (0: no bound), got -1" in capsys.readouterr().err
 
 
 def test_serve_refuses_an_empty_repository(tmp_path, capsys):
@@ -110,24 +113,39 @@ def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, c
     onnx, steps = _configs(tmp_path / "gpu", "g")
     assert f"count: {gpu['onnx_instance_count']} kind: KIND_GPU" in onnx
     assert f"max_batch_size: {gpu['max_batch_size']}" in onnx
-    assert f"dynamic_batching {{ max_queue_delay_microseconds: {gpu['max_queue_delay_us']} }}" in onnx
+    assert f"dynamic_batching {{ max_queue_delay_microseconds: {gpu['max_queue_delay_us']} default_queue_policy" in onnx
     assert f'key: "length_granularity" value: {{ string_value: "{gpu["length_granularity"]}" }}' in onnx
     assert len(steps) == 2 and all(f"count: {gpu['instance_count']} kind: KIND_CPU" in c for c in steps)
     onnx, steps = _configs(tmp_path / "cpu", "c")
-    assert f"count: {cpu['onnx_instance_count']} kind: KIND_CPU" in onnx and "dynamic_batching" not in onnx
+    assert f"count: {cpu['onnx_instance_count']} kind: KIND_CPU" in onnx
+    assert "dynamic_batching { max_queue_delay_microseconds: 0 default_queue_policy" in onnx  # no batch delay
     assert 'key: "intra_op_threads" value: { string_value: "0" }' in onnx  # auto: a share, taken at load time
     assert all('key: "tokenizer_threads" value: { string_value: "auto" }' in c for c in steps if "tokenizer" in c)
     assert f'key: "length_granularity" value: {{ string_value: "{cpu["length_granularity"]}" }}' in onnx
     assert all(f"count: {cpu['instance_count']} kind: KIND_CPU" in c for c in steps)
+    for device, root in (("gpu", tmp_path / "gpu"), ("cpu", tmp_path / "cpu")):  # every step's queue is bounded
+        policy = (f"default_queue_policy {{ max_queue_size: {build_defaults(device)['max_queue_size']} "
+                  f"timeout_action: REJECT default_timeout_microseconds: "
+                  f"{build_defaults(device)['queue_timeout_ms'] * 1000} allow_timeout_override: true }}")
+        configs = {d.name: (d / "config.pbtxt").read_text() for d in root.iterdir()}
+        assert len(configs) == 5
+        for name, config in configs.items():  # only the ONNX step: see model_repository_templates/tokenizer
+            assert (policy in config) == name.endswith("_onnx"), name
+            assert ("dynamic_batching {" in config) == name.endswith("_onnx"), name
 
 
 def test_explicit_flags_override_device_defaults(checkpoint_dir, tokenizer_dir, tmp_path):
     args = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
             "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "gpu", "--onnx_instance_count", "1",
-            "--instance_count", "2", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off"]
+            "--instance_count", "2", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off",
+            "--max_queue_size", "3", "--queue_timeout_ms", "1500", "--dynamic_batching", "off"]
     assert main(args) == 0
     onnx, steps = _configs(tmp_path, "x")
     assert "count: 1 kind: KIND_GPU" in onnx and "max_batch_size: 32" in onnx
+    policy = ("default_queue_policy { max_queue_size: 3 timeout_action: REJECT default_timeout_microseconds: 1500000 "
+              "allow_timeout_override: true }")
+    assert f"dynamic_batching {{ max_queue_delay_microseconds: 0 {policy} }}" in onnx
+    assert not any("dynamic_batching {" in c for c in steps)
     assert 'key: "length_granularity" value: { string_value: "16" }' in onnx
     assert all("count: 2 kind: KIND_CPU" in c for c in steps)
 
@@ -171,3 +189,32 @@ def test_tensorrt_refuses_contrib_ops(tmp_path, capsys):
     assert "--tensorrt cannot run onnxruntime's contrib ops" in capsys.readouterr().err
     assert main(["build", "--model_name_or_path", str(tmp_path), "--length_granularity", "-1"]) == 2
     assert "--length_granularity must be >= 0" in capsys.readouterr().err
+
+
+def test_tensorrt_engine_cache_renders_the_onnxruntime_backend_options():
+    """--tensorrt_cache_dir sets trt_engine_cache_enable/trt_engine_cache_path on the TensorRT accelerator
+    (the onnxruntime backend's names for onnxruntime's TensorRT provider options); without it, no cache."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    def accelerator(**settings):
+        text = repository._optimization(repository.RepositorySettings(
+            names=repository.ModelNames("m"), device="gpu", onnx_backend="onnxruntime", tensorrt=True,
+            precision="fp16", **settings))
+        config = text_format.Parse(text, model_config_pb2.ModelConfig())
+        (tensorrt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+        assert tensorrt.name == "tensorrt"
+        return dict(tensorrt.parameters)
+
+    assert accelerator() == {"precision_mode": "FP16", "max_workspace_size_bytes": "1073741824"}
+    assert accelerator(tensorrt_cache_dir="/cache/tensorrt") == {
+        "precision_mode": "FP16", "max_workspace_size_bytes": "1073741824",
+        "trt_engine_cache_enable": "1", "trt_engine_cache_path": "/cache/tensorrt"}
+
+
+def test_tensorrt_cache_dir_needs_tensorrt_and_an_absolute_path(tmp_path, capsys):
+    base = ["build", "--model_name_or_path", str(tmp_path), "--device", "gpu", "--onnx_backend", "onnxruntime"]
+    assert main([*base, "--tensorrt_cache_dir", "/cache/tensorrt"]) == 2
+    assert "--tensorrt_cache_dir needs --tensorrt" in capsys.readouterr().err
+    assert main([*base, "--tensorrt", "--tensorrt_cache_dir", "cache"]) == 2
+    assert "--tensorrt_cache_dir must be an absolute path" in capsys.readouterr().err

@@ -381,3 +381,60 @@ def test_unused_kwargs_are_ignored_like_wtpsplit():
     assert constrained_pieces(text, probs, 3, 8, "uniform", kwargs).texts(text) == reference_split(
         text, probs, 3, 8, "uniform", kwargs, "viterbi", False, None
     )
+
+
+HUGE = [10**7, 10**18]  # past the text; if the clamp went, 10**18 fails at once (no such allocation)
+
+
+def test_huge_lengths_match_wtpsplit_and_take_no_time():
+    """min_length/max_length at and past the text's length (clamp_lengths caps them at n + 1): the same
+    segments as wtpsplit, whatever the value."""
+    import time
+
+    rng = np.random.default_rng(2024)
+    for _ in range(400):
+        case = random_case(rng)
+        n = len(case["text"])
+        case["min_length"] = int(rng.choice([n - 1, n, n + 1, n + 2, *HUGE])) if n > 1 else int(rng.choice(HUGE))
+        if rng.random() < 0.3:
+            case["max_length"] = None
+        else:
+            case["max_length"] = max(case["min_length"], int(rng.choice([n, n + 1, *HUGE])))
+        if case["max_length"] is None and case["min_length"] == 1:
+            case["min_length"] = 2
+        if rng.random() < 0.3:  # a small min_length with a huge max_length: only max_length is capped
+            case["min_length"], case["max_length"] = int(rng.integers(1, 5)), int(rng.choice(HUGE))
+        pieces = constrained_pieces(
+            case["text"], case["probs"], case["min_length"], case["max_length"], case["prior_type"],
+            case["prior_kwargs"], case["algorithm"], case["strip"], case["language"],
+        )
+        _check(case, pieces)
+    assert constraints.clamp_lengths(14, 10**9, None) == (15, None)
+    assert constraints.clamp_lengths(14, 3, 10**18) == (3, 15)
+    text = "Hello. World."  # min_length 1e8 took 2.4 s here, 1e9 42.6 s, before the clamp
+    start = time.monotonic()
+    for value in HUGE:
+        constrained_pieces(text, np.full(len(text), 0.3, np.float32), value, None)
+        constrained_pieces(text, np.full(len(text), 0.3, np.float32), 2, value, algorithm="greedy")
+    assert time.monotonic() - start < 2.0
+
+
+def test_huge_lengths_in_paragraphs_match_wtpsplit():
+    rng = np.random.default_rng(77)
+    for _ in range(200):
+        case = random_case(rng)
+        case["min_length"] = int(rng.choice(HUGE)) if rng.random() < 0.5 else int(rng.integers(1, 4))
+        case["max_length"] = None if (rng.random() < 0.3 and case["min_length"] > 1) else max(
+            case["min_length"], int(rng.choice(HUGE)))
+        threshold = float(rng.choice([0.1, 0.5]))
+        pieces, owners, count = paragraph_constrained_pieces(
+            case["text"], case["probs"], threshold, case["min_length"], case["max_length"], case["prior_type"],
+            case["prior_kwargs"], case["algorithm"], case["strip"], case["language"],
+        )
+        got = [[] for _ in range(count)]
+        for owner, sentence in zip(owners.tolist(), pieces.texts(case["text"])):
+            got[owner].append(sentence)
+        assert got == reference_paragraphs(
+            case["text"], case["probs"], threshold, case["min_length"], case["max_length"], case["prior_type"],
+            case["prior_kwargs"], case["algorithm"], case["strip"], case["language"],
+        ), case

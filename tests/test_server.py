@@ -303,14 +303,15 @@ def test_models_share_tokenizer_and_postprocessor_where_identical(repository):
     def step_models(name):
         return re.findall(r'model_name: "([^"]+)"', (repository / name / "config.pbtxt").read_text())
 
-    tiny, tiny_la = step_models("tiny"), step_models("tiny_la")
+    tiny, tiny_la, fast = step_models("tiny"), step_models("tiny_la"), step_models("tiny_fast")
     assert tiny[0] == tiny_la[0] and tiny[0].startswith("sat_tokenizer_")
+    assert fast[0] != tiny[0] and fast[0].startswith("sat_tokenizer_")  # its request limits differ
     assert tiny[1:] != tiny_la[1:]
     assert {tiny[2], tiny_la[2]} == {"sat_postprocessor_t0_25", "sat_postprocessor_t0_025"}
     assert sorted(p.name for p in repository.iterdir()) == sorted(
         ["tiny", "tiny_onnx", "tiny_long", "tiny_la", "tiny_la_onnx", "tiny_la_long", tiny[0], tiny[2], tiny_la[2],
          "tiny_lora", "tiny_lora_onnx", "tiny_lora_long", "sat_postprocessor_t0_5",
-         "tiny_fast", "tiny_fast_onnx", "tiny_fast_long"]
+         "tiny_fast", "tiny_fast_onnx", "tiny_fast_long", fast[0]]
     )
 
 
@@ -327,7 +328,7 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
     grpc_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sat_triton.builder", "serve", str(repository), "--http_port", str(free_port()),
-         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port())],
+         "--grpc_port", str(grpc_port), "--metrics_port", str(free_port()), "--health_port", str(free_port())],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
@@ -350,7 +351,9 @@ def test_serve_command_starts_prints_endpoints_and_stops_on_ctrl_c(repository):
     assert "tritonserver stopped" in rest
 
 
-def test_cpu_build_leaves_dynamic_batching_off(repository):
-    """On CPU the dynamic batcher spins a core while requests queue (docs/performance.md): auto is off."""
+def test_cpu_build_waits_for_no_batch_but_bounds_the_queue(repository):
+    """On CPU batches buy nothing (docs/performance.md): auto batching is off, so the ONNX step's batcher
+    waits for no batch to fill (delay 0); it is there for the bounded queue every step has."""
     config = (repository / "tiny_onnx" / "config.pbtxt").read_text()
-    assert "dynamic_batching" not in config and "max_batch_size: 16" in config
+    assert "dynamic_batching { max_queue_delay_microseconds: 0 default_queue_policy" in config
+    assert "max_batch_size: 16" in config

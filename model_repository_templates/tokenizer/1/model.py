@@ -7,6 +7,7 @@ import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
 from sat_pipeline.errors import RequestError
+from sat_pipeline.limits import Limits, check_limits
 from sat_pipeline.options import parse_options
 from sat_pipeline.pipeline import TokenizerSettings, prepare, string_parameters
 from sat_pipeline.responses import respond_each, tensors_response
@@ -25,13 +26,16 @@ class TritonPythonModel:
         self.tokenizer = load_tokenizer(version_dir / "tokenizer.json")
         self.settings = TokenizerSettings.from_parameters(params)
         self.max_chunks = int(params["max_chunks"])
+        self.limits = Limits.from_parameters(params)
 
     def execute(self, requests):
         return respond_each(requests, self._tokenize, pb_utils)
 
     def _tokenize(self, request):
         options = parse_options(request.parameters())
-        texts = decode_texts(pb_utils.get_input_tensor_by_name(request, wire.TEXT).as_numpy())
+        raw = pb_utils.get_input_tensor_by_name(request, wire.TEXT).as_numpy()
+        check_limits(raw, self.limits)  # from byte lengths, before decoding or tokenizing
+        texts = decode_texts(raw)
         batch, plan, input_ids, attention_mask = prepare(self.tokenizer, texts, options, self.settings)
         if len(plan) > self.max_chunks:
             raise RequestError(
