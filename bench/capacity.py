@@ -78,9 +78,10 @@ def knee(points: Sequence[dict], slo_ms: float, max_failed: float = 0.01) -> dic
 
 def knee_sentence(point: dict | None, slo_ms: float, texts_per_request: int, chars_per_request: float) -> str:
     if point is None:
-        return f"p99 <= {slo_ms:g} ms: not met at any offered load measured (k = {texts_per_request} texts)"
+        return f"p99 <= {slo_ms:g} ms: not met at any offered load measured (k = {texts_per_request})"
     rate = point["offered_rps"]
-    return (f"{rate:,.3g} requests/s of {texts_per_request} texts at p99 <= {slo_ms:g} ms "
+    texts = "text" if texts_per_request == 1 else "texts"
+    return (f"{rate:,.3g} requests/s of {texts_per_request} {texts} at p99 <= {slo_ms:g} ms "
             f"({rate * texts_per_request:,.3g} texts/s, {rate * chars_per_request:,.0f} chars/s; "
             f"measured p99 {point['p99_ms']:,.0f} ms)")
 
