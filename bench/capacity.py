@@ -4,8 +4,8 @@
 For each texts-per-request size k: a closed-loop run finds what the server sustains (requests/s),
 then open-loop runs offer fractions of that (``--load_fractions``, Poisson arrivals, each request sent
 when due whatever the server does) and record every request's outcome (bench/load.py). Each point
-reports throughput (ok answers/s), p50/p95/p99 response time from when each request was due, and
-the refusals the servers' bounded queues give past capacity (none without them: latency then grows
+reports throughput (ok answers/s), p50/p95/p99 response time from when each request was due, the
+CPU the rest of the machine used meanwhile ("others' cores": on a shared machine), and the refusals the servers' bounded queues give past capacity (none without them: latency then grows
 with the backlog). From the points, the knee per SLO: "N requests/s of k texts at p99 <= X ms" is
 the highest offered load that every load up to it sustained with p99 <= X and < 1% failed.
 
@@ -40,7 +40,7 @@ from collections.abc import Sequence  # noqa: E402
 
 from bench.common import TRITON_NAME, chunks, log, parse_list  # noqa: E402
 
-DEFAULT_FRACTIONS = "0.1,0.25,0.5,0.7,0.85,1,1.15,1.3,1.6"
+DEFAULT_FRACTIONS = "0.25,0.5,0.7,0.85,1,1.15,1.3,1.6"
 DEFAULT_SLOS = "100,250,500,1000,2000"
 
 
@@ -78,10 +78,11 @@ def knee(points: Sequence[dict], slo_ms: float, max_failed: float = 0.01) -> dic
 
 def knee_sentence(point: dict | None, slo_ms: float, texts_per_request: int, chars_per_request: float) -> str:
     if point is None:
-        return f"p99 <= {slo_ms:g} ms: not met at any offered load measured (k = {texts_per_request} texts)"
+        return f"p99 <= {slo_ms:g} ms: not met at any offered load measured (k = {texts_per_request})"
     rate = point["offered_rps"]
-    return (f"{rate:,.3g} requests/s of {texts_per_request} texts at p99 <= {slo_ms:g} ms "
-            f"({rate * texts_per_request:,.0f} texts/s, {rate * chars_per_request:,.0f} chars/s; "
+    texts = "text" if texts_per_request == 1 else "texts"
+    return (f"{rate:,.3g} requests/s of {texts_per_request} {texts} at p99 <= {slo_ms:g} ms "
+            f"({rate * texts_per_request:,.3g} texts/s, {rate * chars_per_request:,.0f} chars/s; "
             f"measured p99 {point['p99_ms']:,.0f} ms)")
 
 
@@ -89,8 +90,8 @@ def _ms(value) -> str:
     return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-COLUMNS = ["offered req/s", "sent req/s", "ok req/s", "chars/s", "p50 ms", "p95 ms", "p99 ms", "refused", "failed",
-           "busiest step"]
+COLUMNS = ["offered req/s", "requests", "ok req/s", "chars/s", "p50 ms", "p95 ms", "p99 ms", "refused", "failed",
+           "busiest step", "others' cores"]
 
 
 def curve_rows(points: Sequence[dict]) -> list[list[str]]:
@@ -98,11 +99,12 @@ def curve_rows(points: Sequence[dict]) -> list[list[str]]:
     rows = []
     for p in sorted(points, key=lambda q: q["offered_rps"]):
         busiest = max(p.get("busy", {}).items(), key=lambda kv: kv[1], default=None)
-        rows.append([f"{p['offered_rps']:,.3g}", f"{p['sent_rps']:,.3g}", f"{p['throughput_rps']:,.3g}",
+        rows.append([f"{p['offered_rps']:,.3g}", f"{p['sent']:,}", f"{p['throughput_rps']:,.3g}",
                      f"{p['throughput_rps'] * p['chars_per_request']:,.0f}", _ms(p["p50_ms"]), _ms(p["p95_ms"]),
                      _ms(p["p99_ms"]), f"{p['refused']} ({p['refused_fraction'] * 100:.0f}%)",
                      f"{p['failed_fraction'] * 100:.1f}%",
-                     f"{busiest[0]} {busiest[1] * 100:.0f}%" if busiest else "-"])
+                     f"{busiest[0]} {busiest[1] * 100:.0f}%" if busiest else "-",
+                     "-" if p.get("other_cores") is None else f"{p['other_cores']:.2f}"])
     return rows
 
 
@@ -141,23 +143,30 @@ def estimate_capacity(url: str, model: str, requests: list[list[str]], clients: 
     return len(latencies) / wall
 
 
-def measure_point(url: str, model: str, requests: list[list[str]], rate: float, args) -> dict:
-    from bench.accounting import stats_delta, stats_snapshot, wait_idle
+def measure_point(url: str, model: str, requests: list[list[str]], rate: float, args, server_pid=None) -> dict:
+    from bench.accounting import cpu_delta, machine_busy, process_cpu, stats_delta, stats_snapshot, wait_idle
     from bench.load import open_loop, summarise
 
+    # long enough for --min_requests at a low rate (up to three times --point_seconds)
+    seconds = min(max(args.point_seconds, args.min_requests / rate), 3 * args.point_seconds)
     wait_idle(url)
-    before = stats_snapshot(url)
-    outcomes = open_loop(url, model, requests, rate, args.point_seconds, protocol=args.protocol,
+    before, cpu, busy, t0 = stats_snapshot(url), process_cpu(server_pid), machine_busy(), time.perf_counter()
+    outcomes = open_loop(url, model, requests, rate, seconds, protocol=args.protocol,
                          arrivals=args.arrivals, seed=len(requests), timeout_s=args.request_timeout_s,
                          processes=args.open_loop_processes)
-    point = summarise(outcomes, args.point_seconds, rate)
-    span = max([args.point_seconds] + [o.done_s for o in outcomes])
+    point = summarise(outcomes, seconds, rate)
+    span = max([seconds] + [o.done_s for o in outcomes])
     point["busy"] = step_busy(stats_delta(before, stats_snapshot(url), span))
+    wall = time.perf_counter() - t0
+    ours = sum(cpu_delta(cpu, process_cpu(server_pid), wall).values())
+    end = machine_busy()
+    point["cpu_cores"] = ours  # this process (the load) and, when it started the server, the server's
+    point["other_cores"] = None if busy is None or end is None else max(0.0, (end - busy) / wall - ours)
     point["errors"] = sorted({o.detail for o in outcomes if o.status not in ("ok", "refused")})[:3]
     return point
 
 
-def measure_curves(url: str, model: str, corpus: list[str], args) -> list[dict]:
+def measure_curves(url: str, model: str, corpus: list[str], args, server_pid=None) -> list[dict]:
     """Per texts-per-request size: the capacity estimate, the points and the knees."""
     curves = []
     for k in parse_list(args.texts_per_request):
@@ -173,7 +182,7 @@ def measure_curves(url: str, model: str, corpus: list[str], args) -> list[dict]:
                 f"offering {rates}")
         points = []
         for rate in rates:
-            point = measure_point(url, model, requests, rate, args)
+            point = measure_point(url, model, requests, rate, args, server_pid)
             point.update(texts_per_request=k, chars_per_request=chars_per_request)
             points.append(point)
             log(f"k={k} offered {rate:,.3g}/s: ok {point['throughput_rps']:,.3g}/s, p50 {_ms(point['p50_ms'])} ms, "
@@ -204,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", help="offered loads in requests/s instead (comma list; skips the estimate)")
     parser.add_argument("--point_seconds", type=float,
                         help="seconds of load per point (default: 10 with --quick on cpu, else 20; 10 on gpu)")
+    parser.add_argument("--min_requests", type=int, default=30,
+                        help="a point at a low rate runs until about this many requests were sent, up to three times "
+                        "--point_seconds (default: %(default)s)")
     parser.add_argument("--slo_ms", default=DEFAULT_SLOS, help="p99 SLOs to state the knee for (default: %(default)s)")
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
     parser.add_argument("--arrivals", choices=["poisson", "uniform"], default="poisson",
@@ -260,11 +272,11 @@ def _serve_and_measure(args, corpus: list[str], work: Path) -> tuple[list[dict],
                                 work / f"repo-{shape.tag}-{args.device}-{args.onnx_backend}-base", args.device,
                                 args.onnx_backend)
         described = f"the benchmark's base build ({base.describe()}), checkpoint {shape.tag}"
-    with served(repo, "capacity", work / "logs", args.server_bin) as (server, _, _):
+    with served(repo, "capacity", work / "logs", args.server_bin) as (server, _, server_pid):
         url = server.http_url if args.protocol == "http" else server.grpc_url
         for k in parse_list(args.texts_per_request):  # warm-up: every request size once
             drive_threads(server.grpc_url, args.model, chunks(corpus[:max(k, 8)], k), 1)
-        return measure_curves(url, args.model, corpus, args), described
+        return measure_curves(url, args.model, corpus, args, server_pid), described
 
 
 def _report(args, curves: list[dict], described: str, work: Path, elapsed: float) -> None:

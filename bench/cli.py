@@ -86,6 +86,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer_threads", type=_auto_or_int, default="auto", help=flag)
     parser.add_argument("--pad_to_multiple_of", type=int, help=flag)
     parser.add_argument("--max_queue_delay_us", type=int, help=flag)
+    parser.add_argument("--max_queue_size", type=int, help=flag + " (the ONNX step's bounded queue; 0: unbounded)")
+    parser.add_argument("--queue_timeout_ms", type=int, help=flag)
     parser.add_argument("--max_batch_size", type=int, help=flag)
     parser.add_argument("--length_granularity", type=int, help=flag)
     parser.add_argument("--optimize", choices=["on", "off"], help=flag)
@@ -112,7 +114,8 @@ def base_variant(args) -> Variant:
                    postprocessor_instance_count=args.postprocessor_instance_count,
                    intra_op_threads=0 if args.intra_op_threads == "auto" else args.intra_op_threads,
                    tokenizer_threads=str(args.tokenizer_threads), pad_to_multiple_of=args.pad_to_multiple_of,
-                   max_queue_delay_us=args.max_queue_delay_us, max_batch_size=args.max_batch_size,
+                   max_queue_delay_us=args.max_queue_delay_us, max_queue_size=args.max_queue_size,
+                   queue_timeout_ms=args.queue_timeout_ms, max_batch_size=args.max_batch_size,
                    dynamic_batching=args.device == "gpu", precision=args.precision,
                    length_granularity=args.length_granularity, optimize=args.optimize == "on")
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command on a GPU machine for the GPU figures of docs/performance.md: the benchmark table (the
 # default GPU build against wtpsplit and the model alone), the capacity curve, and the tokenizer step
-# before/after plus its instances x threads sweep. About 7-8 minutes on an H100 with 16 cores, the
-# first minutes generating the artifacts (cached in bench/.work/ for later runs).
+# before/after plus its instances x threads sweep. About 8 minutes on an H100 with 16 cores (estimated:
+# no GPU was lent to the session that wrote it), 2-3 of them generating the artifacts (cached in
+# bench/.work/ for later runs); each part has a time limit, 13 minutes in all at worst.
 #
 #   PYTHON      the interpreter with onnxruntime-gpu and a CUDA torch (default: .venv/bin/python)
 #   SERVER_BIN  bin/ of the models' Python environment (numpy<2, tokenizers, onnxruntime-gpu) when PYTHON
@@ -30,11 +31,12 @@ part() {  # name, time limit (s), command...
   local code=${PIPESTATUS[0]}
   if [ "$code" -ne 0 ]; then echo "== $name: exit $code"; status=1; fi
 }
-part table 330 "$py" bench/benchmark.py --device "$device" "${server[@]}" --texts "$texts" \
+part table 390 "$py" bench/benchmark.py --device "$device" "${server[@]}" --texts "$texts" \
   --settings 1:1,8:16,32:64,128:64 --latency_calls 50
-part capacity 180 "$py" bench/capacity.py --device "$device" "${server[@]}" --texts "$texts" \
-  --texts_per_request 32 --point_seconds 8 --plot "$out/gpu-$stamp-capacity.png"
-part tokenizer 120 "$py" bench/steps.py --texts "$texts" --texts_per_request 8,32,128 --repeat 3 \
-  --instances 1,2,4,8 --threads auto,0 --passes 2 --instance_texts_per_request 32
+part capacity 240 "$py" bench/capacity.py --device "$device" "${server[@]}" --texts "$texts" \
+  --texts_per_request 32 --point_seconds 8 --load_fractions 0.25,0.5,0.85,1,1.15,1.4 \
+  --plot "$out/gpu-$stamp-capacity.png"
+part tokenizer 150 "$py" bench/steps.py --texts "$texts" --texts_per_request 8,32,128 --repeat 3 \
+  --instances 1,4,8 --threads auto,0 --passes 2 --rounds 1 --instance_texts_per_request 32
 echo "== done ($(date +%T)); outputs: $out/gpu-$stamp-*"
 exit $status

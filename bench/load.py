@@ -70,6 +70,22 @@ def unpack(result) -> list[list[str]]:
     return out
 
 
+def _join(thread: threading.Thread) -> None:
+    """``thread.join()`` in short waits: a signal that reaches one of gRPC's threads only runs its
+    Python handler (Ctrl-C, ``timeout``'s SIGTERM) once the main thread is back in the interpreter."""
+    while thread.is_alive():
+        thread.join(0.2)
+
+
+def _wait(event: threading.Event, timeout: float) -> bool:
+    """``event.wait(timeout)`` in short waits, for the same reason as :func:`_join`."""
+    deadline = time.perf_counter() + timeout
+    while not event.wait(0.2):
+        if time.perf_counter() >= deadline:
+            return False
+    return True
+
+
 # ------------------------------------------------------------------------------------------------
 # Closed loop
 # ------------------------------------------------------------------------------------------------
@@ -127,7 +143,7 @@ def drive_threads(url: str, model: str, requests: list[list[str]], concurrency: 
     began[0] = time.perf_counter()
     start_barrier.wait()
     for t in threads:
-        t.join()
+        _join(t)
     wall = time.perf_counter() - began[0]
     for c in clients:
         c.close()
@@ -205,7 +221,7 @@ def drive_async(url: str, model: str, requests: list[list[str]], in_flight: int)
         text_input, outputs = request_tensors(grpcclient, texts)
         t0 = time.perf_counter()
         client.async_infer(model, [text_input], callback=functools.partial(callback, t0), outputs=outputs)
-    if not done.wait(timeout=1800):
+    if not _wait(done, 1800):
         raise RuntimeError(f"async_infer: {remaining[0]} responses still missing after 30 minutes")
     wall = time.perf_counter() - began
     client.close()
@@ -341,7 +357,7 @@ def _open_loop_once(url, model, requests, rate, duration_s, protocol, arrivals, 
             send(i, sent)
         except Exception as exc:  # the client library refused to send it
             record(i, sent, error=exc)
-    finished.wait(timeout=timeout_s + 30.0)
+    _wait(finished, timeout_s + 30.0)
     if protocol == "grpc":
         client.close()
     else:

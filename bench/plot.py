@@ -37,7 +37,8 @@ def draw_capacity(curves: Sequence[dict], slos_ms: Sequence[float], title: str, 
             top.annotate(f"{slo:g} ms", (1.0, slo), xycoords=("axes fraction", "data"), xytext=(2, 0),
                          textcoords="offset points", va="center", fontsize=7, color="grey")
         k = curve["texts_per_request"]
-        top.set_title(f"{k} texts per request (~{curve['chars_per_request']:,.0f} chars)", fontsize=10)
+        top.set_title(f"{k} text{'s' if k != 1 else ''} per request (~{curve['chars_per_request']:,.0f} chars)",
+                      fontsize=10)
         top.legend(loc="upper left", fontsize=8)
         top.grid(True, which="major", alpha=0.3)
         bottom.plot(offered, offered, "--", color="grey", linewidth=1, label="offered")

@@ -15,7 +15,8 @@ threshold, about what the benchmark's checkpoint gives. What it tells:
   ``tokenize``), timed in alternating passes of the same run;
 * with ``--instances``: N tokenizer instances at once (one process each, as Triton runs them), each
   with ``--threads`` rayon threads (``auto``: cores / N, what the build renders; ``0``: the library's
-  own pool of every core): chars/s per instance and in all.
+  own pool of every core): chars/s per instance and in all, against the step before this change
+  (per-token conversion, every instance with the library's pool of all cores) in the same run.
 
     python bench/steps.py                              # ~1 minute on 2 cores
     python bench/steps.py --texts_per_request 32 --texts 4000
@@ -75,17 +76,21 @@ def prepare_per_token(tokenizer, texts, options, settings):
     return batch, plan, input_ids, attention_mask
 
 
-def best_seconds(runs: dict, repeat: int) -> dict[str, float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def best_seconds(runs: dict, repeat: int, clock=time.perf_counter) -> dict[str, float]:
     """Each callable's best time over ``repeat`` passes, the callables taking turns within each pass (so
-    a machine that slows down in between weighs on all of them alike)."""
+    a machine that slows down in between weighs on all of them alike). ``clock``: wall time, or this
+    process's CPU time (all its threads), which others' load on a shared machine distorts far less."""
     for run in runs.values():
         run()  # warm up
     best = {name: float("inf") for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
-            started = time.perf_counter()
+            started = clock()
             run()
-            best[name] = min(best[name], time.perf_counter() - started)
+            best[name] = min(best[name], clock() - started)
     return best
 
 
@@ -99,8 +104,10 @@ def steps_table(args, tokenizer_file: Path) -> None:
     chars = sum(map(len, corpus))
     options = parse_options({})
     rng = np.random.default_rng(0)
-    print(f"{len(corpus)} texts, {chars:,} characters; best of {args.repeat} alternating passes; "
-          f"{os.cpu_count()} CPUs; one instance (this process), the tokenizers library's own threads")
+    threads = os.environ.get("RAYON_NUM_THREADS") or ("1" if os.environ.get("TOKENIZERS_PARALLELISM") == "false"
+                                                     else "the library's own")
+    print(f"{len(corpus)} texts, {chars:,} characters; best of {args.repeat} alternating passes, {args.clock} time; "
+          f"{os.cpu_count()} CPUs; one instance (this process), rayon threads: {threads}")
     print(f"{'texts/request':>13} {'tokenizer chars/s':>18} {'ms/request':>10} {'per-token path':>15} {'bulk/per-token':>14}"
           f" {'postprocessor chars/s':>22} {'ms/request':>10} {'post/tok':>9}")
     for k in [int(x) for x in args.texts_per_request.split(",")]:
@@ -124,53 +131,69 @@ def steps_table(args, tokenizer_file: Path) -> None:
             "bulk": lambda: [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests],
             "per-token": lambda: [prepare_per_token(tokenizer, decode_texts(raw), options, SETTINGS)
                                   for raw in requests],
-            "post": postprocess_all}, args.repeat)
+            "post": postprocess_all}, args.repeat, CLOCKS[args.clock])
         tok_s, old_s, post_s = best["bulk"], best["per-token"], best["post"]
         print(f"{k:>13} {chars / tok_s:>18,.0f} {tok_s / len(requests) * 1e3:>10.2f} {chars / old_s:>15,.0f} "
               f"{old_s / tok_s:>14.2f} {chars / post_s:>22,.0f} {post_s / len(requests) * 1e3:>10.2f} "
               f"{tok_s / post_s:>9.2f}", flush=True)
 
 
-def _instance(tokenizer_file: str, threads: int, texts: list[str], k: int, passes: int, barrier, queue) -> None:
+def _instance(tokenizer_file: str, threads: int, per_token: bool, texts: list[str], k: int, passes: int, barrier,
+              queue) -> None:
     """One tokenizer instance (a process, as Triton runs it): rayon threads capped first, then timed."""
     cap_tokenizer_threads(threads)
     tokenizer = load_tokenizer(tokenizer_file)
     options = parse_options({})
+    step = prepare_per_token if per_token else prepare
     requests = requests_of(texts, k)
-    [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests[:4]]  # warm up (starts the pool)
+    [step(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests[:4]]  # warm up (starts the pool)
     barrier.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(passes):
         for raw in requests:
-            prepare(tokenizer, decode_texts(raw), options, SETTINGS)
-    queue.put((time.perf_counter() - started, len(os.listdir("/proc/self/task")) if os.path.isdir("/proc") else 0))
+            step(tokenizer, decode_texts(raw), options, SETTINGS)
+    queue.put((time.perf_counter() - started, time.process_time() - cpu,
+               len(os.listdir("/proc/self/task")) if os.path.isdir("/proc") else 0))
 
 
 def instances_table(args, tokenizer_file: Path) -> None:
-    """N instances at once per (N, threads) setting: chars/s per instance and in all."""
+    """N instances at once per setting: today's step (bulk conversion) at each ``--threads``, and the
+    step before this change (per-token conversion, the library's own pool in every instance) as the
+    baseline; settings take turns for ``--rounds`` rounds, the best round counts."""
     cores = available_cores()
     corpus = CorpusGenerator().texts(args.texts, seed=0, chars=args.text_chars)
     chars = sum(map(len, corpus))
     context = multiprocessing.get_context("spawn")
     k = args.instance_texts_per_request
     print(f"\ntokenizer instances at once ({cores} cores; {args.texts} texts x {args.passes} passes each, "
-          f"{k} texts/request)")
-    print(f"{'instances':>9} {'threads':>10} {'chars/s per instance':>21} {'chars/s in all':>15} {'OS threads':>11}")
+          f"{k} texts/request; best of {args.rounds} rounds)")
+    print(f"{'instances':>9} {'conversion':>11} {'threads':>9} {'chars/s per instance':>21} {'chars/s in all':>15} "
+          f"{'vs before':>10} {'chars/CPU-s':>12} {'vs before':>10} {'OS threads':>11}")
     for n in [int(x) for x in args.instances.split(",")]:
-        for threads in args.threads.split(","):
-            count = max(1, cores // n) if threads == "auto" else int(threads)
-            barrier, queue = context.Barrier(n), context.Queue()
-            procs = [context.Process(target=_instance, args=(str(tokenizer_file), count, corpus, k, args.passes, barrier,
-                                                              queue)) for _ in range(n)]
-            for proc in procs:
-                proc.start()
-            results = [queue.get(timeout=900) for _ in procs]
-            for proc in procs:
-                proc.join()
-            per = [chars * args.passes / wall for wall, _ in results]
+        settings = [("per-token", "0")] + [("bulk", t) for t in args.threads.split(",")]
+        best: dict = {}
+        for _ in range(args.rounds):
+            for path, threads in settings:
+                count = max(1, cores // n) if threads == "auto" else int(threads)
+                barrier, queue = context.Barrier(n), context.Queue()
+                procs = [context.Process(target=_instance, args=(str(tokenizer_file), count, path == "per-token",
+                                                                  corpus, k, args.passes, barrier, queue))
+                         for _ in range(n)]
+                for proc in procs:
+                    proc.start()
+                results = [queue.get(timeout=900) for _ in procs]
+                for proc in procs:
+                    proc.join()
+                per = chars * args.passes / max(wall for wall, _, _ in results)  # while all of them ran
+                per_cpu = chars * args.passes * n / sum(cpu for _, cpu, _ in results)
+                old = best.get((path, threads), (0.0, 0.0, 0, 0))
+                best[(path, threads)] = (max(per, old[0]), max(per_cpu, old[1]), max(t for _, _, t in results), count)
+        before, before_cpu = best[("per-token", "0")][:2]
+        for path, threads in settings:
+            per, per_cpu, os_threads, count = best[(path, threads)]
             label = f"{threads} ({count})" if threads == "auto" else threads
-            print(f"{n:>9} {label:>10} {np.mean(per):>21,.0f} {sum(per):>15,.0f} {max(t for _, t in results):>11}",
-                  flush=True)
+            print(f"{n:>9} {path:>11} {label:>9} {per:>21,.0f} {per * n:>15,.0f} {per / before:>10.2f} "
+                  f"{per_cpu:>12,.0f} {per_cpu / before_cpu:>10.2f} {os_threads:>11}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -180,6 +203,8 @@ def main(argv=None) -> int:
     parser.add_argument("--text_chars", type=int, default=300, help="characters per text, about (default: %(default)s)")
     parser.add_argument("--texts_per_request", default="1,8,32,128", help="comma list (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per setting; the best counts (default: %(default)s)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="time the steps by wall clock or by this process's CPU time (default: %(default)s)")
     parser.add_argument("--threshold", type=float, default=0.25, help="postprocessor threshold (default: %(default)s)")
     parser.add_argument("--instances", help="comma list: also run this many tokenizer instances at once, one process "
                         "each (default: none)")
@@ -189,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--instance_texts_per_request", type=int, default=32,
                         help="texts per request with --instances (default: %(default)s)")
     parser.add_argument("--passes", type=int, default=3, help="corpus passes per instance with --instances "
+                        "(default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of every --instances setting; the best counts "
                         "(default: %(default)s)")
     parser.add_argument("--skip_steps", action="store_true", help="only the --instances table")
     parser.add_argument("--work_dir", default=str(ROOT / "bench" / ".work"),

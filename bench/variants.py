@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sat_triton.builder.defaults import cpu_onnx_instances, onnx_threads
+from sat_triton.builder.repository import ModelNames, RepositorySettings
+from sat_triton.builder.repository import dynamic_batching as builder_dynamic_batching
 from sat_triton.pipeline.threads import available_cores
 
 from .artifacts import stamp_ok, write_stamp
@@ -39,6 +41,8 @@ class Variant:
     tokenizer_threads: str = "auto"  # rayon threads per tokenizer instance: auto, 0 (the library's: all cores), N
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
+    max_queue_size: int = 8  # the ONNX step's bounded queue (0: unbounded)
+    queue_timeout_ms: int = 30000
     max_batch_size: int = 64
     dynamic_batching: bool = True
     length_granularity: int = 8
@@ -59,7 +63,8 @@ class Variant:
                 f"intra_op={self.intra_op_threads or 'auto'} tokenizer_threads={self.tokenizer_threads} "
                 f"pad={self.pad_to_multiple_of} "
                 f"max_batch={self.max_batch_size} "
-                + (f"delay={self.max_queue_delay_us}us" if self.dynamic_batching else "no dynamic batching")
+                + (f"delay={self.max_queue_delay_us}us" if self.dynamic_batching else "no batching delay")
+                + f" queue={self.max_queue_size or 'unbounded'}"
                 + f" granularity={self.length_granularity}" + (" fused" if self.optimize else ""))
 
     def flags(self) -> list[str]:
@@ -74,6 +79,7 @@ class Variant:
                 "--postprocessor_instance_count", str(steps["postprocessor"]),
                 "--onnx_instance_count", str(self.onnx_instance_count),
                 "--max_queue_delay_us", str(self.max_queue_delay_us), "--intra_op_threads", str(self.intra_op_threads),
+                "--max_queue_size", str(self.max_queue_size), "--queue_timeout_ms", str(self.queue_timeout_ms),
                 "--tokenizer_threads", str(self.tokenizer_threads),
                 "--dynamic_batching", "on" if self.dynamic_batching else "off",
                 "--length_granularity", str(self.length_granularity)]
@@ -107,8 +113,10 @@ def patch_configs(repo: Path, variant: Variant, device: str) -> None:
     def edit_onnx(text: str) -> str:
         text = _sub_once(r"count: \d+ kind: (KIND_\w+)", rf"count: {variant.onnx_instance_count} kind: \g<1>", text, config)
         text = _sub_once(r"^dynamic_batching \{.*\}\n?", "", text, config) if "dynamic_batching {" in text else text
-        if variant.dynamic_batching:
-            text += f"dynamic_batching {{ max_queue_delay_microseconds: {variant.max_queue_delay_us} }}\n"
+        text += builder_dynamic_batching(RepositorySettings(
+            names=ModelNames(TRITON_NAME), max_queue_delay_us=variant.max_queue_delay_us,
+            max_queue_size=variant.max_queue_size, queue_timeout_ms=variant.queue_timeout_ms),
+            variant.dynamic_batching) + "\n"  # the bounded queue's block, as the builder renders it
         if 'backend: "onnxruntime"' in text:
             text = re.sub(r'^parameters \{ key: "intra_op_thread_count".*\n?', "", text, flags=re.M)
             threads = onnx_threads(variant.intra_op_threads, device, "onnxruntime", variant.onnx_instance_count,

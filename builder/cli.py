@@ -84,7 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
                             "timeout (default: 30000; docs/reliability.md)")
     build.add_argument("--onnx_instance_count", type=_auto_or_int,
                        help="instances of the ONNX step (default: 3 on gpu; auto on cpu: one per core up to 3 "
-                            "cores, then one per two cores, counted on this machine; builder/defaults.py)")
+                            "cores, then one per two cores, at most 8, counted on this machine; "
+                            "builder/defaults.py)")
     build.add_argument("--length_granularity", type=int,
                        help="the ONNX step (python backend) runs a batch's windows in groups of similar length, "
                             "rounded to this many tokens; 0: one padded call (default: 0 on gpu, 8 on cpu)")

@@ -2,8 +2,14 @@
 
 Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md has the runs):
 
-* cpu: one instance of each step and no dynamic batching; the ONNX model is the bottleneck and
-  onnxruntime already uses every core inside one call. Windows run in groups of similar length, within
+* cpu: one tokenizer and one postprocessor instance and no dynamic batching; the ONNX model is the
+  bottleneck. Its instance count is ``auto`` (:func:`cpu_onnx_instances`, from the build machine's
+  cores): on 2 cores two instances of one thread, which ran 0-20% over one instance of both threads
+  in every quiet side-by-side run (docs/performance.md, "CPU defaults"), at the price of a slower
+  single request on an idle server (21-26 ms against 13-17 ms for a short text).
+  Each instance's onnxruntime threads are its share of the serving host's cores (``--intra_op_threads
+  auto``), and so are each tokenizer instance's rayon threads (``--tokenizer_threads auto``).
+  Windows run in groups of similar length, within
   8 tokens (saves the network's work on padding: +13-15% end to end at 8 and 32 texts per request
   against groups of 32, one run side by side; the network alone +10% on corpus-shaped windows, median
   of 7 rounds); onnxruntime's transformer fusions gained nothing on CPU.
@@ -48,9 +54,12 @@ def build_defaults(device: str) -> dict[str, int | str]:
     return dict(DEFAULTS[device])
 
 
+MAX_AUTO_ONNX_INSTANCES = 8  # each instance holds its own copy of the network (~1.1 GB for sat-3l-sm in fp32)
+
+
 def cpu_onnx_instances(cores: int) -> int:
     """``--onnx_instance_count auto`` on cpu: one ONNX instance per core up to 3 cores, then one per two
-    cores (each instance then runs ``cores // instances`` onnxruntime threads).
+    cores, at most 8 (each instance then runs ``cores // instances`` onnxruntime threads).
 
     Several single-thread instances beat one instance of all threads on throughput (2 cores: 2 x 1
     ran +6% to +20% over 1 x 2, docs/performance.md), at a cost in the latency of one request alone,
@@ -59,7 +68,7 @@ def cpu_onnx_instances(cores: int) -> int:
     instances still fill the cores.
     """
     cores = max(1, int(cores))
-    return cores if cores <= 3 else cores // 2
+    return min(cores if cores <= 3 else cores // 2, MAX_AUTO_ONNX_INSTANCES)
 
 
 def onnx_threads(requested: int | str, device: str, onnx_backend: str, onnx_instances: int, cores: int) -> int:

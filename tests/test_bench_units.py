@@ -171,7 +171,7 @@ from bench.capacity import curve_markdown, knee, knee_sentence, offered_rates, s
 
 
 def point(offered, p99, ok=100, refused=0, failed=0.0, throughput=None):
-    return {"offered_rps": offered, "sent_rps": offered, "throughput_rps": throughput or offered, "ok": ok,
+    return {"offered_rps": offered, "sent_rps": offered, "sent": int(offered * 10), "throughput_rps": throughput or offered, "ok": ok,
             "refused": refused, "refused_fraction": refused / 100, "failed_fraction": failed, "p50_ms": p99 / 3,
             "p95_ms": p99 / 1.5, "p99_ms": p99, "duration_s": 10.0, "chars_per_request": 2400.0,
             "busy": {"onnx": offered / 4, "tokenizer": 0.05}}
@@ -198,8 +198,8 @@ def test_knee_is_the_last_load_of_the_run_that_kept_the_slo():
 
 def test_curve_table_and_busiest_step():
     table = curve_markdown([point(2, 400), point(1, 300, refused=3, failed=0.03)]).splitlines()
-    assert table[0].startswith("| offered req/s | sent req/s | ok req/s | chars/s | p50 ms")
-    assert table[2].startswith("| 1 | 1 | 1 | 2,400 | 100 | 200 | 300 | 3 (3%) | 3.0% | onnx 25% |")
+    assert table[0].startswith("| offered req/s | requests | ok req/s | chars/s | p50 ms")
+    assert table[2] == "| 1 | 10 | 1 | 2,400 | 100 | 200 | 300 | 3 (3%) | 3.0% | onnx 25% | - |"
     assert table[3].startswith("| 2 |")  # sorted by offered load
     stats = {"sat_tokenizer_ab": {"busy": 0.1}, "m_onnx": {"busy": 1.8}, "sat_postprocessor_t0_25": {"busy": 0.2},
              "m": {"busy": None}}
@@ -217,3 +217,43 @@ def test_spread_of_the_cpu_targets():
     assert (raw["min"], raw["median"], raw["max"], raw["met"], raw["runs"]) == (1.15, 1.25, 1.31, 2, 3)
     assert summary["vs_alone_normalised"]["met"] == 2
     assert "1.25, 1.15, 1.31  (min 1.15, median 1.25, max 1.31; >= 1.2 in 2 of 3 runs)" in spread_text(summary)
+
+
+def test_patched_configs_are_what_the_builder_renders(tmp_path):
+    """A sweep variant that differs only in config.pbtxt lines is a copy of a built repository with those
+    lines rewritten (bench/variants.py): the rewrite must give what `sat-triton build` renders."""
+    from bench.common import TRITON_NAME
+    from bench.variants import Variant, patch_configs
+    from sat_triton.builder import repository
+
+    def render(variant: Variant, root):
+        settings = repository.RepositorySettings(
+            names=repository.ModelNames(TRITON_NAME), max_queue_delay_us=variant.max_queue_delay_us,
+            max_queue_size=variant.max_queue_size, queue_timeout_ms=variant.queue_timeout_ms)
+        values = {**repository.wire_names(), "INPUT_IDS_TYPE": "TYPE_INT64", "ATTENTION_MASK_TYPE": "TYPE_INT64",
+                  "LOGITS_TYPE": "TYPE_FP32", "max_batch_size": 64, "instance_kind": "KIND_CPU",
+                  "tokenizer_instance_count": variant.step_instances["tokenizer"],
+                  "postprocessor_instance_count": variant.step_instances["postprocessor"],
+                  "onnx_instance_count": variant.onnx_instance_count, "intra_op_threads": variant.intra_op_threads,
+                  "tokenizer_threads": variant.tokenizer_threads, "length_granularity": variant.length_granularity,
+                  "dynamic_batching": repository.dynamic_batching(settings, variant.dynamic_batching),
+                  "max_queue_delay_us": variant.max_queue_delay_us, "cls_id": 0, "sep_id": 2, "pad_id": 1,
+                  "pad_to_multiple_of": 64, "default_threshold": 0.25, "language": "", "max_text_chars": 100,
+                  "max_request_chars": 200, "max_ensemble_request_chars": 50, "max_request_texts": 10}
+        for template, name in (("onnx_python", f"{TRITON_NAME}_onnx"), ("tokenizer", "sat_tokenizer_ab"),
+                               ("postprocessor", "sat_postprocessor_t0_25")):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            text = repository.render(repository.TEMPLATES / template / "config.pbtxt", {**values, "name": name})
+            (root / name / "config.pbtxt").write_text(text)
+        return {p.parent.name: p.read_text() for p in root.glob("*/config.pbtxt")}
+
+    built = Variant("base", onnx_instance_count=2, dynamic_batching=False)
+    variant = Variant("other", instance_count=3, onnx_instance_count=1, intra_op_threads=2, tokenizer_threads="0",
+                      max_queue_size=0, queue_timeout_ms=500, max_queue_delay_us=700, dynamic_batching=True,
+                      length_granularity=32)
+    render(built, tmp_path / "patched")
+    patch_configs(tmp_path / "patched", variant, "cpu")
+    patched = {p.parent.name: p.read_text() for p in (tmp_path / "patched").glob("*/config.pbtxt")}
+    expected = render(variant, tmp_path / "rendered")
+    for name, text in expected.items():  # the same lines; the rewritten ones may sit elsewhere in the file
+        assert sorted(patched[name].splitlines()) == sorted(text.splitlines()), name

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from sat_triton.builder.defaults import cpu_onnx_instances, onnx_threads
@@ -54,9 +58,32 @@ def test_cores_follow_the_container_quota(tmp_path):
 
 
 def test_cpu_auto_defaults_scale_with_the_cores():
-    assert [cpu_onnx_instances(c) for c in (1, 2, 3, 4, 8, 16)] == [1, 2, 3, 2, 4, 8]
+    assert [cpu_onnx_instances(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [1, 2, 3, 2, 4, 8, 8]  # memory: at most 8
     assert onnx_threads("auto", "cpu", "python", 2, 2) == 0  # the Python step shares the serving host's cores
     assert onnx_threads(0, "cpu", "python", 2, 2) == 0
     assert onnx_threads("auto", "cpu", "onnxruntime", 4, 16) == 4  # the native backend cannot: built in
     assert onnx_threads("auto", "cpu", "onnxruntime", 1, 16) == 0
     assert onnx_threads(3, "gpu", "onnxruntime", 3, 16) == 3
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_the_cap_sizes_the_tokenizers_rayon_pool(tokenizer_dir):
+    """In a fresh process, as in a tokenizer stub: capped before the first encode_batch, the library's
+    pool has that many threads (one: none at all), whatever the machine's cores."""
+    script = (
+        "import os, sys\n"
+        "from sat_triton.pipeline.threads import cap_tokenizer_threads\n"
+        "cap_tokenizer_threads(int(sys.argv[1]))\n"
+        "from sat_triton.pipeline.tokenization import load_tokenizer\n"
+        "tokenizer = load_tokenizer(sys.argv[2])\n"
+        "tokenizer.encode_batch(['Hello world. This is a test.'] * 64)\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM")}
+    counts = {}
+    for threads in (1, 3):
+        done = subprocess.run([sys.executable, "-c", script, str(threads), str(tokenizer_dir / "tokenizer.json")],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        counts[threads] = int(done.stdout.strip())
+    assert counts[3] - counts[1] == 3  # the same process plus a pool of three
