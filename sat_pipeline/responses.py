@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import RequestCancelled, RequestError
+from .errors import RequestCancelled, RequestError, StepError
 
 
 def respond_each(requests, handle, pb_utils) -> list:
     """``handle(request) -> InferenceResponse`` for every request; a :class:`RequestError` becomes that
-    request's INVALID_ARG error, :class:`RequestCancelled` its CANCELLED error, and the other requests
-    of the batch are still answered."""
+    request's INVALID_ARG error, :class:`RequestCancelled` its CANCELLED error, a :class:`StepError` the
+    called step's own error and code, and the other requests of the batch are still answered."""
     responses = []
     for request in requests:
         try:
@@ -25,6 +25,8 @@ def respond_each(requests, handle, pb_utils) -> list:
         except RequestCancelled as exc:
             code = getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE)
             responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), code)))
+        except StepError as exc:
+            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), exc.code)))
     return responses
 
 

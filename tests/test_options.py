@@ -81,3 +81,26 @@ def test_respond_each_answers_bad_requests_alone():
     assert out[1]["error"].code == "INVALID_ARG" and "stride" in out[1]["error"].message
     with pytest.raises(ZeroDivisionError):  # anything else is a bug: Triton reports it as INTERNAL
         respond_each(["x"], lambda r: 1 / 0, pb_utils)
+
+
+def test_respond_each_passes_a_called_steps_error_on_with_its_code():
+    """The long model's BLS call refused by the ONNX step's full queue: the client sees that refusal's
+    code (UNAVAILABLE, which it retries), not INTERNAL."""
+    from types import SimpleNamespace
+
+    from sat_triton.pipeline.errors import StepError
+    from sat_triton.pipeline.responses import respond_each
+
+    class TritonError:
+        INVALID_ARG, UNAVAILABLE = "INVALID_ARG", "UNAVAILABLE"
+
+        def __init__(self, message, code):
+            self.message, self.code = message, code
+
+    pb_utils = SimpleNamespace(TritonError=TritonError, InferenceResponse=lambda **kw: kw)
+
+    def handle(request):
+        raise StepError("Exceeds maximum queue size", TritonError.UNAVAILABLE)
+
+    (out,) = respond_each(["x"], handle, pb_utils)
+    assert out["error"].code == "UNAVAILABLE" and out["error"].message == "Exceeds maximum queue size"

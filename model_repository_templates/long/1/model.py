@@ -13,6 +13,7 @@ from pathlib import Path
 import triton_python_backend_utils as pb_utils
 
 from sat_pipeline import wire
+from sat_pipeline.errors import StepError
 from sat_pipeline.limits import Limits, check_limits
 from sat_pipeline.memory import return_large_frees_to_the_os
 from sat_pipeline.options import parse_options
@@ -50,8 +51,8 @@ class TritonPythonModel:
             requested_output_names=[wire.LOGITS],
             inputs=[pb_utils.Tensor(wire.INPUT_IDS, input_ids), pb_utils.Tensor(wire.ATTENTION_MASK, attention_mask)],
         ).exec()
-        if response.has_error():
-            raise pb_utils.TritonModelException(response.error().message())
+        if response.has_error():  # e.g. the ONNX step's full queue: keep its code (UNAVAILABLE), clients retry
+            raise StepError(response.error().message(), response.error().code())
         return pb_utils.get_output_tensor_by_name(response, wire.LOGITS).as_numpy()
 
     def _segment(self, request):
