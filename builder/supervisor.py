@@ -174,14 +174,15 @@ class Supervisor:
     def _print_ready(self, health_address) -> None:
         t = self.triton
         health = f"http://{url_host(self.opts.host)}:{self.opts.health_port}"
-        bound = ", ".join(f"{url_host(h)}:{p}" for h, p in processes.listening_addresses(t.pid))
+        # the addresses as bound (0.0.0.0 stays 0.0.0.0); the URLs above are where to connect
+        bound = ", ".join(f"{_address(h)}:{p}" for h, p in processes.listening_addresses(t.pid))
         print(f"tritonserver ready: {', '.join(self.models)}")
         print(f"  gRPC     {t.grpc_url}")
         print(f"  HTTP     {t.http_url}")
         print(f"  metrics  http://{t.metrics_url}/metrics")
         print(f"  health   {health}{READY_PATH} (live: {LIVE_PATH})")
         print(f"  bound    tritonserver listens on {bound or '?'}; health on "
-              f"{url_host(health_address[0])}:{health_address[1]}")
+              f"{_address(health_address[0])}:{health_address[1]}")
         print(f"  log      {t.log_file if t.log_file else 'this terminal'}")
         print(f"  admin    Triton's {', '.join(RESTRICTED_APIS)} APIs: supervisor only")
         print("Ctrl-C stops it.", flush=True)
@@ -397,3 +398,6 @@ def health_json(url: str, timeout: float = 3.0) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def _address(host: str) -> str:
+    """A bound address as printed: IPv6 in brackets, nothing rewritten."""
+    return f"[{host}]" if ":" in host else host
