@@ -117,6 +117,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (tritonserver and its Python stubs), in bytes."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            total += rss_bytes(current)
+            stack += children(current)
+    return total
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]

@@ -33,21 +33,10 @@ BIG = ("--max_text_chars", "100000000", "--max_request_chars", "100000000", "--m
 
 
 def tree_rss_mb(pid: int) -> float:
-    total, stack, seen = 0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/status") as status:
-                total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    stack.extend(int(child) for child in children.read().split())
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
-            pass
-    return total / 1024
+    """Resident memory of tritonserver and its Python stubs, MB."""
+    from sat_triton.builder.processes import tree_rss_bytes
+
+    return tree_rss_bytes(pid) / 2**20
 
 
 class PeakRss:

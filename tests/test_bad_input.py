@@ -1,13 +1,12 @@
 """Bad and odd requests on a real tritonserver: each gets its clear error or its right answer, at once,
 the server keeps serving and its memory comes back; a client that gives up frees the long model."""
 
-import os
 import time
 
 import numpy as np
 import pytest
 
-from corpus import long_text, multilingual_texts
+from corpus import long_text
 from parity import assert_same_sentences
 from test_server import assert_invalid, raw_grpc
 
@@ -15,22 +14,10 @@ pytestmark = pytest.mark.integration
 
 
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (tritonserver and its Python stubs), MB."""
-    total, stack, seen = 0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/status") as status:
-                total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    stack.extend(int(child) for child in children.read().split())
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
-            pass
-    return total / 1024
+    """Resident memory of tritonserver and its Python stubs, MB."""
+    from sat_triton.builder.processes import tree_rss_bytes
+
+    return tree_rss_bytes(pid) / 2**20
 
 
 def model_stats(server, name):
