@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import glob
 import hashlib
 import os
 import platform
