@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import filecmp
 import hashlib
 import os
 import platform
@@ -400,7 +401,8 @@ def _mirror_dir(src: Path, dest: Path) -> None:
             stale.unlink()
     for path in src.iterdir():
         target = dest / path.name
-        if target.exists() and target.stat().st_size == path.stat().st_size:
+        # the same file (a hard link), or the same bytes: a lock file of the same size can differ
+        if target.exists() and (os.path.samefile(path, target) or filecmp.cmp(path, target, shallow=False)):
             continue
         target.unlink(missing_ok=True)
         try:

@@ -253,6 +253,23 @@ def test_base_image_falls_back_to_the_registry_and_says_both_causes(monkeypatch)
     assert dockerhost.base_image(client) == "debian:bookworm-slim"
 
 
+def test_wheelhouse_mirror_replaces_a_lock_file_of_the_same_size(tmp_path):
+    """A newer download can lock filelock==4.3.2 where the old lock said 4.3.1: same size, other bytes.
+    The mirrored wheelhouse must carry the new lock, or pip in the image looks for a wheel that is gone."""
+    cache, dest = tmp_path / "cache", tmp_path / "dest"
+    cache.mkdir()
+    (cache / "requirements.txt").write_text("filelock==4.3.1\n")
+    (cache / "filelock-4.3.1-py3-none-any.whl").write_bytes(b"old")
+    dockerhost._mirror_dir(cache, dest)
+    (cache / "filelock-4.3.1-py3-none-any.whl").unlink()
+    (cache / "requirements.txt").unlink()  # a fresh download: new files, not the linked ones rewritten
+    (cache / "requirements.txt").write_text("filelock==4.3.2\n")
+    (cache / "filelock-4.3.2-py3-none-any.whl").write_bytes(b"new")
+    dockerhost._mirror_dir(cache, dest)
+    assert (dest / "requirements.txt").read_text() == "filelock==4.3.2\n"
+    assert sorted(p.name for p in dest.iterdir()) == ["filelock-4.3.2-py3-none-any.whl", "requirements.txt"]
+
+
 def test_wheelhouse_targets_bookworm_python_and_glibc():
     args = dockerhost._platform_args("x86_64")
     assert args[args.index("--python-version") + 1] == "3.11"
