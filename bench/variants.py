@@ -24,24 +24,28 @@ from pathlib import Path
 from sat_triton.builder.defaults import cpu_onnx_instances, onnx_threads
 from sat_triton.builder.repository import ModelNames, RepositorySettings
 from sat_triton.builder.repository import dynamic_batching as builder_dynamic_batching
+from sat_triton.builder.repository import long_instance_count, step_queue
 from sat_triton.pipeline.threads import available_cores
 
 from .artifacts import stamp_ok, write_stamp
 from .common import ROOT, TRITON_NAME, log
 
 
+UNBOUNDED = {"max_queue_size": 0, "queue_timeout_ms": 0}  # for variants of one instance per step
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
-    instance_count: int = 1  # tokenizer and postprocessor instances
+    instance_count: int = 2  # tokenizer and postprocessor instances
     tokenizer_instance_count: int = 0  # 0: instance_count
     postprocessor_instance_count: int = 0  # 0: instance_count
-    onnx_instance_count: int = 1
+    onnx_instance_count: int = 2
     intra_op_threads: int = 0  # 0: auto, a share of the host's cores per CPU instance (one instance: all)
     tokenizer_threads: str = "auto"  # rayon threads per tokenizer instance: auto, 0 (the library's: all cores), N
     pad_to_multiple_of: int = 64
     max_queue_delay_us: int = 2000
-    max_queue_size: int = 8  # the ONNX step's bounded queue (0: unbounded)
+    max_queue_size: int = 8  # every step's bounded queue (0, with queue_timeout_ms 0: unbounded)
     queue_timeout_ms: int = 30000
     max_batch_size: int = 64
     dynamic_batching: bool = True
@@ -100,10 +104,19 @@ def patch_configs(repo: Path, variant: Variant, device: str) -> None:
         config.unlink()  # the copy hard-links files: never write through to the original
         config.write_text(text)
 
-    for kind, count in variant.step_instances.items():
-        for step in repo.glob(f"sat_{kind}_*"):
-            rewrite(step / "config.pbtxt", lambda t, c=step / "config.pbtxt", n=count: _sub_once(
-                r"count: \d+ kind: KIND_CPU", f"count: {n} kind: KIND_CPU", t, c))
+    settings = RepositorySettings(names=ModelNames(TRITON_NAME), max_queue_delay_us=variant.max_queue_delay_us,
+                                  max_queue_size=variant.max_queue_size, queue_timeout_ms=variant.queue_timeout_ms)
+
+    def queue(text: str) -> str:  # a Python step's bounded queue, as the builder renders it
+        text = re.sub(r"^dynamic_batching \{.*\}\n?", "", text, flags=re.M)
+        return text + (step_queue(settings) + "\n" if step_queue(settings) else "")
+
+    steps = {f"sat_{kind}_*": count for kind, count in variant.step_instances.items()}
+    steps[f"{TRITON_NAME}_long"] = long_instance_count(settings)
+    for pattern, count in steps.items():
+        for step in repo.glob(pattern):
+            rewrite(step / "config.pbtxt", lambda t, c=step / "config.pbtxt", n=count: queue(_sub_once(
+                r"count: \d+ kind: KIND_CPU", f"count: {n} kind: KIND_CPU", t, c)))
     for step in repo.glob("sat_tokenizer_*"):
         rewrite(step / "config.pbtxt", lambda t, c=step / "config.pbtxt": _sub_once(
             r'(key: "tokenizer_threads" value: \{ string_value: ")\w+(")', rf"\g<1>{variant.tokenizer_threads}\g<2>",
@@ -113,10 +126,7 @@ def patch_configs(repo: Path, variant: Variant, device: str) -> None:
     def edit_onnx(text: str) -> str:
         text = _sub_once(r"count: \d+ kind: (KIND_\w+)", rf"count: {variant.onnx_instance_count} kind: \g<1>", text, config)
         text = _sub_once(r"^dynamic_batching \{.*\}\n?", "", text, config) if "dynamic_batching {" in text else text
-        text += builder_dynamic_batching(RepositorySettings(
-            names=ModelNames(TRITON_NAME), max_queue_delay_us=variant.max_queue_delay_us,
-            max_queue_size=variant.max_queue_size, queue_timeout_ms=variant.queue_timeout_ms),
-            variant.dynamic_batching) + "\n"  # the bounded queue's block, as the builder renders it
+        text += builder_dynamic_batching(settings, variant.dynamic_batching) + "\n"  # as the builder renders it
         if 'backend: "onnxruntime"' in text:
             text = re.sub(r'^parameters \{ key: "intra_op_thread_count".*\n?', "", text, flags=re.M)
             threads = onnx_threads(variant.intra_op_threads, device, "onnxruntime", variant.onnx_instance_count,
@@ -176,7 +186,7 @@ def sweep_variants(base: Variant, device: str) -> list[Variant]:
             replace(base, name="unfused" if base.optimize else "fused", optimize=not base.optimize),
             replace(base, name="gran32", length_granularity=32),
             replace(base, name=other, precision=other),
-            replace(base, name="onnx1", onnx_instance_count=1),
+            replace(base, name="onnx1", onnx_instance_count=1, **UNBOUNDED),
             replace(base, name="inst2", instance_count=2, tokenizer_instance_count=0, postprocessor_instance_count=0),
             replace(base, name="inst8", instance_count=8, tokenizer_instance_count=0, postprocessor_instance_count=0),
             # the tokenizer saturated first on an H100 once the ONNX step had 3 instances; the postprocessor
@@ -189,10 +199,13 @@ def sweep_variants(base: Variant, device: str) -> list[Variant]:
         ]
     auto = cpu_onnx_instances(available_cores())
     variants = [
-        replace(base, name="onnx1", onnx_instance_count=1, intra_op_threads=0),  # the default before auto (one pool)
+        # the default before auto (one pool); one instance needs unbounded queues (docs/reliability.md)
+        replace(base, name="onnx1", onnx_instance_count=1, intra_op_threads=0, **UNBOUNDED),
         replace(base, name=f"onnx{auto}", onnx_instance_count=auto, intra_op_threads=0),  # the auto default
         replace(base, name=f"onnx{auto + 1}", onnx_instance_count=auto + 1, intra_op_threads=0),
-        replace(base, name="inst2", instance_count=2, tokenizer_instance_count=0, postprocessor_instance_count=0),
+        # one tokenizer and postprocessor instance (the default before the Python steps' queues were bounded)
+        replace(base, name="inst1", instance_count=1, tokenizer_instance_count=0, postprocessor_instance_count=0,
+                **UNBOUNDED),
         replace(base, name="tokthreads0", tokenizer_threads="0"),  # the tokenizers library's own pool (all cores)
         replace(base, name="batching", dynamic_batching=True),
         replace(base, name="pad16", pad_to_multiple_of=16),

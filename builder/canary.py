@@ -57,6 +57,15 @@ def onnx_model(target: str) -> str:
     return f"{target[:-5] if target.endswith('_long') else target}_onnx"
 
 
+def steps(repository: Path, target: str) -> list[str]:
+    """The models a request to ``target`` runs through, in order: an ensemble's steps as its config lists
+    them (tokenizer, ONNX, postprocessor); ``<name>_long`` itself, then its ONNX step."""
+    if target.endswith("_long"):
+        return [target, onnx_model(target)]
+    config = (Path(repository) / target / "config.pbtxt").read_text(encoding="utf-8", errors="replace")
+    return re.findall(r'model_name\s*:\s*"([^"]+)"', config) or [onnx_model(target)]
+
+
 def executions(http_url: str, timeout: float = 5.0) -> dict[str, int]:
     """Model executions so far, per model (Triton's statistics API); empty when it does not answer."""
     try:
@@ -70,13 +79,21 @@ def executions(http_url: str, timeout: float = 5.0) -> dict[str, int]:
     return found
 
 
-def stall_streak(streak: int, verdict: Verdict, executed_before: int | None, executed_now: int | None) -> int:
-    """Canary rounds in a row that a target was refused as overloaded while its ONNX step executed nothing
-    (counts from Triton's statistics before and after the round): a full queue that does not move is a
-    stalled step, not a busy one (a bounded queue turns Triton 2.51's batcher prefetching off, and its
-    dispatch can drift to a stall: triton-inference-server/server#8870)."""
-    idle = executed_now is not None and executed_now == executed_before
-    return streak + 1 if verdict.kind == "overloaded" and idle else 0
+def stalled_step(models: list[str], before: dict[str, int], now: dict[str, int]) -> str | None:
+    """The first of ``models`` (a target's steps, in order) that executed nothing between two statistics
+    snapshots; None when each ran something, or without statistics. Steps after it may be idle only because
+    nothing reaches them."""
+    for model in models:
+        if model in before and model in now and now[model] == before[model]:
+            return model
+    return None
+
+
+def stall_streak(streak: int, verdict: Verdict, stalled: str | None) -> int:
+    """Canary rounds in a row that a target was refused as overloaded while one of its steps executed
+    nothing (:func:`stalled_step`): a full queue that does not move is a stalled step, not a busy one
+    (Triton 2.51's batcher can miss a wake-up once a queue is full; docs/reliability.md)."""
+    return streak + 1 if verdict.kind == "overloaded" and stalled is not None else 0
 
 
 def classify(status: int, message: str) -> Verdict:

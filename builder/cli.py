@@ -57,7 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="weights of the exported model: fp32 is exact, fp16 the fast choice on a GPU "
                             "(default: %(default)s)")
     build.add_argument("--instance_count", type=int,
-                       help="instances of the tokenizer and postprocessor steps (default: 4 on gpu, 1 on cpu)")
+                       help="instances of the tokenizer and postprocessor steps, at least 2 while their queues are "
+                            "bounded (default: 4 on gpu, 2 on cpu)")
     build.add_argument("--tokenizer_instance_count", type=int,
                        help="instances of the tokenizer step alone (default: --instance_count); on a GPU it is the "
                             "step that saturates first (docs/performance.md)")
@@ -74,12 +75,13 @@ def _build_parser() -> argparse.ArgumentParser:
                             "(off: delay 0; its queue stays bounded); auto: on for gpu, off for cpu, where batches "
                             "buy nothing (default: %(default)s; docs/performance.md)")
     build.add_argument("--max_queue_size", type=int,
-                       help="requests that may wait for the ONNX step (the bottleneck); one more is refused at once "
-                            "with UNAVAILABLE (gRPC) / 503 (HTTP) 'Exceeds maximum queue size'. Past capacity an "
-                            "accepted request waits about this many requests' time; 0: no bound (default: 64 on gpu, "
-                            "8 on cpu; docs/reliability.md)")
+                       help="requests that may wait for each step (tokenizer, ONNX, postprocessor, <name>_long); one "
+                            "more is refused at once with UNAVAILABLE (gRPC) / 503 (HTTP) 'Exceeds maximum queue "
+                            "size'. Past capacity an accepted request waits about this many requests' time at the "
+                            "step that saturates; 0 (with --queue_timeout_ms 0): no bound (default: 64 on gpu, 8 on "
+                            "cpu; docs/reliability.md)")
     build.add_argument("--queue_timeout_ms", type=int,
-                       help="a request that waited this long for the ONNX step is refused (UNAVAILABLE / 503 "
+                       help="a request that waited this long for a step is refused (UNAVAILABLE / 503 "
                             "'Request timeout expired'); a request's own 'timeout' may only shorten it; 0: no "
                             "timeout (default: 30000; docs/reliability.md)")
     build.add_argument("--onnx_instance_count", type=_auto_or_int,
@@ -221,6 +223,18 @@ def build(args: argparse.Namespace) -> int:
     for flag in ("max_queue_size", "queue_timeout_ms"):
         if getattr(args, flag) < 0:
             raise BuildError(f"--{flag} must be >= 0 (0: no bound), got {getattr(args, flag)}")
+    queue_bound = args.max_queue_size > 0 or args.queue_timeout_ms > 0
+    effective = {"tokenizer_instance_count": args.tokenizer_instance_count or args.instance_count,
+                 "postprocessor_instance_count": args.postprocessor_instance_count or args.instance_count,
+                 "onnx_instance_count": args.onnx_instance_count}
+    small = [f"--{flag if getattr(args, flag) else 'instance_count'} {count}" for flag, count in effective.items()
+             if count < repository.MIN_BOUNDED_INSTANCES]
+    small = list(dict.fromkeys(small))
+    if queue_bound and small:
+        raise BuildError(f"{', '.join(small)}: a step with a bounded queue needs at least "
+                         f"{repository.MIN_BOUNDED_INSTANCES} instances (with one, tritonserver 2.51 waits 500 ms per "
+                         "request once its queue is full; docs/reliability.md); raise it, or pass --max_queue_size 0 "
+                         "--queue_timeout_ms 0 for no bound")
     if args.length_granularity < 0:
         raise BuildError(f"--length_granularity must be >= 0, got {args.length_granularity}")
     hub_lora = bool(args.style_or_domain or args.language)

@@ -2,8 +2,8 @@
 
 Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md has the runs):
 
-* cpu: one tokenizer and one postprocessor instance and no dynamic batching; the ONNX model is the
-  bottleneck. Its instance count is ``auto`` (:func:`cpu_onnx_instances`, from the build machine's
+* cpu: two tokenizer and two postprocessor instances (two, not one, because their queues are bounded:
+  see the last point) and no dynamic batching; the ONNX model is the bottleneck. Its instance count is ``auto`` (:func:`cpu_onnx_instances`, from the build machine's
   cores): on 2 cores two instances of one thread, which ran 0-20% over one instance of both threads
   in every quiet side-by-side run (docs/performance.md, "CPU defaults"), at the price of a slower
   single request on an idle server (21-26 ms against 13-17 ms for a short text).
@@ -25,13 +25,16 @@ Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md h
   settings the four tokenizer instances are what saturates: more is the next thing to measure); a
   queue delay of half a millisecond (0.1 and 2 ms measured no better; no dynamic batching at all:
   -38% to -66%).
-* the ONNX step's bounded queue (both; ``bench/faults.py``, docs/reliability.md): past capacity an
+* every step's bounded queue (both; ``bench/faults.py``, docs/reliability.md): past capacity an
   accepted request waits for about ``max_queue_size`` requests, and throughput does not depend on it.
   On the sat-3l-sm-shaped CPU build at 3x capacity, queues of 4, 16 and 64 gave the same throughput
   and accepted p50 of 1.3, 4.5 and 19 s, so cpu takes 8; gpu (not measured: no GPU here) takes 64,
   which at the H100's hundreds of requests per second is a wait of tens of milliseconds and lets 64
   closed-loop clients queue without refusal. A request waits at most 30 s (a backstop for requests of
-  many windows). The Python steps get no queue policy: tritonserver 2.51's batcher stalled on them.
+  many windows). The Python steps get the same bound, so whichever step saturates first refuses; each
+  bounded step runs at least two instances, because with one instance and a full queue tritonserver
+  2.51's batcher sleeps 500 ms per request (tiny build at 4x capacity: 9 requests/s served with one
+  tokenizer instance, 142-149/s, all of capacity, with two).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from __future__ import annotations
 AUTO = "auto"
 
 DEFAULTS = {
-    "cpu": {"max_batch_size": 64, "instance_count": 1, "onnx_instance_count": AUTO, "pad_to_multiple_of": 64,
+    "cpu": {"max_batch_size": 64, "instance_count": 2, "onnx_instance_count": AUTO, "pad_to_multiple_of": 64,
             "max_queue_delay_us": 2000, "length_granularity": 8, "optimize": "off",
             "max_queue_size": 8, "queue_timeout_ms": 30000},
     "gpu": {"max_batch_size": 256, "instance_count": 4, "onnx_instance_count": 3, "pad_to_multiple_of": 64,
@@ -58,8 +61,9 @@ MAX_AUTO_ONNX_INSTANCES = 8  # each instance holds its own copy of the network (
 
 
 def cpu_onnx_instances(cores: int) -> int:
-    """``--onnx_instance_count auto`` on cpu: one ONNX instance per core up to 3 cores, then one per two
-    cores, at most 8 (each instance then runs ``cores // instances`` onnxruntime threads).
+    """``--onnx_instance_count auto`` on cpu: one ONNX instance per core up to 3 cores (but two on one core:
+    a bounded queue needs two instances), then one per two cores, at most 8 (each instance then runs
+    ``cores // instances`` onnxruntime threads, at least one).
 
     Several single-thread instances beat one instance of all threads on throughput (2 cores: 2 x 1
     ran +6% to +20% over 1 x 2, docs/performance.md), at a cost in the latency of one request alone,
@@ -68,7 +72,7 @@ def cpu_onnx_instances(cores: int) -> int:
     instances still fill the cores.
     """
     cores = max(1, int(cores))
-    return min(cores if cores <= 3 else cores // 2, MAX_AUTO_ONNX_INSTANCES)
+    return max(2, min(cores if cores <= 3 else cores // 2, MAX_AUTO_ONNX_INSTANCES))
 
 
 def onnx_threads(requested: int | str, device: str, onnx_backend: str, onnx_instances: int, cores: int) -> int:

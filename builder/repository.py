@@ -83,8 +83,8 @@ class RepositorySettings:
     onnx_instance_count: int = 1
     tokenizer_threads: str = "auto"  # rayon threads per tokenizer instance: auto, 0 (the library's: all cores), N
     dynamic_batching: bool = True
-    max_queue_size: int = 8  # requests waiting for the ONNX step; 0: no bound (Triton's default)
-    queue_timeout_ms: int = 30000  # longest wait in the ONNX step's queue; 0: no timeout
+    max_queue_size: int = 8  # requests waiting for each step; 0: no bound (Triton's default)
+    queue_timeout_ms: int = 30000  # longest wait in each step's queue; 0: no timeout
     length_granularity: int = 8
     tensorrt: bool = False
     tensorrt_cache_dir: str | None = None  # trt_engine_cache_path in the server's filesystem; None: no cache
@@ -117,8 +117,21 @@ def render(template, values: dict[str, object]) -> str:
     return text
 
 
+MIN_BOUNDED_INSTANCES = 2  # instances a step with a bounded queue needs on tritonserver 2.51 (sat-triton build checks it)
+
+
+def bounded(settings: RepositorySettings) -> bool:
+    """Whether the steps get a queue policy at all (``max_queue_size`` or ``queue_timeout_ms`` set)."""
+    return settings.max_queue_size > 0 or settings.queue_timeout_ms > 0
+
+
+def long_instance_count(settings: RepositorySettings) -> int:
+    """``<name>_long`` runs one request per instance; with a bounded queue it needs two (the stall below)."""
+    return MIN_BOUNDED_INSTANCES if bounded(settings) else 1
+
+
 def queue_policy(settings: RepositorySettings) -> str:
-    """Triton's bound on the ONNX step's queue: a request that finds ``max_queue_size`` requests waiting is
+    """Triton's bound on a step's queue: a request that finds ``max_queue_size`` requests waiting is
     refused at once (gRPC UNAVAILABLE, HTTP 503 "Exceeds maximum queue size") instead of queueing
     without bound; with ``queue_timeout_ms``, one that waited that long is refused too. A client may ask
     for a shorter timeout (the request's ``timeout``), never a longer one."""
@@ -131,10 +144,21 @@ def dynamic_batching(settings: RepositorySettings, batching: bool) -> str:
     """The ONNX step's ``dynamic_batching`` block, on one line; it is always there, for the bounded queue.
     ``batching``: wait up to ``max_queue_delay_us`` for a batch to fill; otherwise wait for nothing (delay
     0: a request starts as soon as an instance is free; requests that queued behind a busy instance may
-    still run together). Only the ONNX step gets one: on the max_batch_size 0 Python steps, tritonserver
-    2.51's batcher with a queue policy stalled under open-loop load (docs/reliability.md)."""
+    still run together)."""
     delay = settings.max_queue_delay_us if batching else 0
     return f"dynamic_batching {{ max_queue_delay_microseconds: {delay} {queue_policy(settings)} }}"
+
+
+def step_queue(settings: RepositorySettings) -> str:
+    """The Python steps' (tokenizer, postprocessor, ``<name>_long``; ``max_batch_size: 0``) ``dynamic_batching``
+    block: no batching, only the bounded queue, so that whichever step saturates first refuses the overload.
+    Empty without a bound. Each such step runs at least :data:`MIN_BOUNDED_INSTANCES` instances: with one
+    instance and a full queue, tritonserver 2.51's batcher misses the wake-up of the freed instance (a refused
+    request never signals it) and sleeps its 500 ms default wait per request (docs/reliability.md)."""
+    if not bounded(settings):
+        return ""
+    return f"dynamic_batching {{ max_queue_delay_microseconds: 0 {queue_policy(settings)} }}"
+
 
 
 def _optimization(settings: RepositorySettings) -> str:
@@ -203,6 +227,8 @@ def write_repository(
         "onnx_instance_count": settings.onnx_instance_count,
         "tokenizer_threads": settings.tokenizer_threads,
         "dynamic_batching": dynamic_batching(settings, settings.dynamic_batching),  # the ONNX step
+        "step_queue": step_queue(settings),  # the Python steps
+        "long_instance_count": long_instance_count(settings),
         "ort_threads": (f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{settings.intra_op_threads}" }} }}'
                         if settings.intra_op_threads > 0 else ""),
         "length_granularity": settings.length_granularity,

@@ -48,8 +48,8 @@ RESTART_ATTEMPTS = 5  # consecutive failed restarts before the supervisor gives 
 LOAD_TIMEOUT_S = 180  # one model reload through the repository API
 QUIET_SAMPLES, QUIET_EVERY_S = 3, 0.2  # drained: this many samples in a row with nothing in flight
 UNREACHABLE_LIMIT = 2  # canaries in a row without an answer before tritonserver is restarted
-# canary rounds in a row refused as overloaded while the ONNX step executed nothing: a stalled batcher
-# (a bounded queue turns Triton 2.51's batcher prefetching off; triton-inference-server/server#8870)
+# canary rounds in a row refused as overloaded while one of the target's steps executed nothing: a stalled
+# batcher (Triton 2.51's batcher can miss a wake-up once a bounded queue is full; docs/reliability.md)
 STALL_ROUNDS = 6
 
 
@@ -85,6 +85,7 @@ class Supervisor:
         if not self.models:
             raise ServeError(f"{repository} holds no model (no */config.pbtxt); build one with: sat-triton build ...")
         self.targets = canary.targets(self.repository)
+        self.steps = {target: canary.steps(self.repository, target) for target in self.targets}
         self.state = HealthState(self.targets, canary_max_age=3 * options.canary_interval + options.canary_timeout)
         self._admin = (ADMIN_HEADER, secrets.token_urlsafe(32))
         extra = [f"--exit-timeout-secs={TRITON_EXIT_TIMEOUT_S}"]
@@ -222,7 +223,7 @@ class Supervisor:
                     return
 
     def _canary_loop(self) -> None:
-        stalled: dict[str, int] = {}  # canary rounds in a row refused as overloaded while its ONNX step ran nothing
+        stalled: dict[str, int] = {}  # canary rounds in a row refused as overloaded while one of its steps ran nothing
         executions: dict[str, int] = {}
         while not self._stop.wait(self.opts.canary_interval):
             if self.state.phase != "ready":
@@ -235,13 +236,12 @@ class Supervisor:
                 if generation != self._generation or self.state.phase != "ready" or self._stop.is_set():
                     break
                 self.state.record(target, verdict)
-                onnx = canary.onnx_model(target)
-                stalled[target] = canary.stall_streak(stalled.get(target, 0), verdict, before.get(onnx),
-                                                      executions.get(onnx))
+                step = canary.stalled_step(self.steps[target], before, executions)
+                stalled[target] = canary.stall_streak(stalled.get(target, 0), verdict, step)
                 if stalled[target] >= STALL_ROUNDS:
                     stalled[target] = 0
                     verdict = canary.Verdict("broken", f"refused as overloaded for {STALL_ROUNDS} canaries in a row "
-                                                       f"while {onnx} executed nothing: its batcher stalled", onnx)
+                                                       f"while {step} executed nothing: its batcher stalled", step)
                 if verdict.kind == "ok":
                     self._unreachable.pop(target, None)
                 elif verdict.kind != "overloaded":

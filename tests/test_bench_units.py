@@ -237,11 +237,14 @@ def test_patched_configs_are_what_the_builder_renders(tmp_path):
                   "onnx_instance_count": variant.onnx_instance_count, "intra_op_threads": variant.intra_op_threads,
                   "tokenizer_threads": variant.tokenizer_threads, "length_granularity": variant.length_granularity,
                   "dynamic_batching": repository.dynamic_batching(settings, variant.dynamic_batching),
+                  "step_queue": repository.step_queue(settings),
+                  "long_instance_count": repository.long_instance_count(settings),
+                  "onnx_model": f"{TRITON_NAME}_onnx", "tokenizer_model": "sat_tokenizer_ab",
                   "max_queue_delay_us": variant.max_queue_delay_us, "cls_id": 0, "sep_id": 2, "pad_id": 1,
                   "pad_to_multiple_of": 64, "default_threshold": 0.25, "language": "", "max_text_chars": 100,
                   "max_request_chars": 200, "max_ensemble_request_chars": 50, "max_request_texts": 10}
         for template, name in (("onnx_python", f"{TRITON_NAME}_onnx"), ("tokenizer", "sat_tokenizer_ab"),
-                               ("postprocessor", "sat_postprocessor_t0_25")):
+                               ("postprocessor", "sat_postprocessor_t0_25"), ("long", f"{TRITON_NAME}_long")):
             (root / name).mkdir(parents=True, exist_ok=True)
             text = repository.render(repository.TEMPLATES / template / "config.pbtxt", {**values, "name": name})
             (root / name / "config.pbtxt").write_text(text)

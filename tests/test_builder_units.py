@@ -23,7 +23,8 @@ def test_every_template_renders_strictly_and_parses():
               "max_batch_size": 8, "tokenizer_instance_count": 1,
               "postprocessor_instance_count": 1, "instance_kind": "KIND_CPU", "max_queue_delay_us": 100,
               "intra_op_threads": 0, "length_granularity": 32,
-              "onnx_instance_count": 1, "tokenizer_threads": "auto", "dynamic_batching": "", "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
+              "onnx_instance_count": 1, "tokenizer_threads": "auto", "dynamic_batching": "", "step_queue": "",
+              "long_instance_count": 1, "ort_threads": "", "optimization": "", "cls_id": 0, "sep_id": 2, "pad_id": 1,
               "pad_to_multiple_of": 64, "default_threshold": 0.25,
               "language": "", "max_text_chars": 100, "max_request_chars": 200, "max_ensemble_request_chars": 50,
               "max_request_texts": 10}
@@ -129,25 +130,50 @@ def test_device_defaults_are_rendered(checkpoint_dir, tokenizer_dir, tmp_path, c
                   f"{build_defaults(device)['queue_timeout_ms'] * 1000} allow_timeout_override: true }}")
         configs = {d.name: (d / "config.pbtxt").read_text() for d in root.iterdir()}
         assert len(configs) == 5
-        for name, config in configs.items():  # only the ONNX step: see model_repository_templates/tokenizer
-            assert (policy in config) == name.endswith("_onnx"), name
-            assert ("dynamic_batching {" in config) == name.endswith("_onnx"), name
+        for name, config in configs.items():  # every step but the ensemble, which has no queue of its own
+            assert (policy in config) == (name not in ("g", "c")), name
+            if name not in ("g", "c", "g_onnx", "c_onnx"):  # the Python steps: the bound, no batching
+                assert f"dynamic_batching {{ max_queue_delay_microseconds: 0 {policy} }}" in config, name
+                assert "max_batch_size: 0" in config, name  # the wire shape is unchanged
+        # each bounded step runs at least two instances (with one, Triton 2.51 stalls: docs/reliability.md)
+        assert "count: 2 kind: KIND_CPU" in configs[("g" if device == "gpu" else "c") + "_long"]
 
 
 def test_explicit_flags_override_device_defaults(checkpoint_dir, tokenizer_dir, tmp_path):
     args = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
-            "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "gpu", "--onnx_instance_count", "1",
-            "--instance_count", "2", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off",
+            "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "gpu", "--onnx_instance_count", "2",
+            "--instance_count", "3", "--length_granularity", "16", "--max_batch_size", "32", "--optimize", "off",
             "--max_queue_size", "3", "--queue_timeout_ms", "1500", "--dynamic_batching", "off"]
     assert main(args) == 0
     onnx, steps = _configs(tmp_path, "x")
-    assert "count: 1 kind: KIND_GPU" in onnx and "max_batch_size: 32" in onnx
+    assert "count: 2 kind: KIND_GPU" in onnx and "max_batch_size: 32" in onnx
     policy = ("default_queue_policy { max_queue_size: 3 timeout_action: REJECT default_timeout_microseconds: 1500000 "
               "allow_timeout_override: true }")
     assert f"dynamic_batching {{ max_queue_delay_microseconds: 0 {policy} }}" in onnx
-    assert not any("dynamic_batching {" in c for c in steps)
+    assert all(f"dynamic_batching {{ max_queue_delay_microseconds: 0 {policy} }}" in c for c in steps)
     assert 'key: "length_granularity" value: { string_value: "16" }' in onnx
-    assert all("count: 2 kind: KIND_CPU" in c for c in steps)
+    assert all("count: 3 kind: KIND_CPU" in c for c in steps)
+
+
+def test_unbounded_queues_render_no_python_step_batcher(checkpoint_dir, tokenizer_dir, tmp_path):
+    """--max_queue_size 0 --queue_timeout_ms 0: Triton's own unbounded queues, and one instance is allowed."""
+    args = ["build", "--model_name_or_path", str(checkpoint_dir), "--tokenizer_name_or_path", str(tokenizer_dir),
+            "--output_dir", str(tmp_path), "--triton_model_name", "x", "--device", "cpu", "--instance_count", "1",
+            "--onnx_instance_count", "1", "--max_queue_size", "0", "--queue_timeout_ms", "0"]
+    assert main(args) == 0
+    onnx, steps = _configs(tmp_path, "x")
+    assert not any("dynamic_batching {" in c for c in steps)
+    assert "count: 1 kind: KIND_CPU" in (tmp_path / "x_long" / "config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize("flags, named", [(["--instance_count", "1"], "--instance_count 1"),
+                                          (["--tokenizer_instance_count", "1"], "--tokenizer_instance_count 1"),
+                                          (["--onnx_instance_count", "1"], "--onnx_instance_count 1")])
+def test_one_instance_with_a_bounded_queue_is_refused(tmp_path, capsys, flags, named):
+    code = main(["build", "--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "r"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err and "bounded queue needs at least 2 instances" in err
+    assert "--max_queue_size 0 --queue_timeout_ms 0" in err
 
 
 def test_tokenizer_and_postprocessor_instances_apart(checkpoint_dir, tokenizer_dir, tmp_path):

@@ -319,9 +319,8 @@ MODEL = "tiny_fast"
 
 @pytest.fixture
 def pipeline_server(repository):
-    """A tritonserver serving MODEL alone, as built: the ONNX step's queue bounded (sat-triton build's
-    --max_queue_size), the Python steps' not (tritonserver 2.51 stalls with theirs bounded:
-    docs/reliability.md)."""
+    """A tritonserver serving MODEL alone, as built: every step's queue bounded (sat-triton build's
+    --max_queue_size), two instances of each Python step (docs/reliability.md)."""
     from sat_triton.builder.server import TritonServer, TritonServerError, find_tritonserver, free_port
 
     try:

@@ -40,10 +40,24 @@ def test_canary_targets_are_the_ensembles_and_their_long_models(tmp_path):
 
 def test_a_full_queue_that_does_not_move_is_a_stall():
     refused, ok = Verdict("overloaded", "Exceeds maximum queue size"), Verdict("ok")
-    assert canary.stall_streak(2, refused, 10, 10) == 3  # refused, and the ONNX step ran nothing
-    assert canary.stall_streak(2, refused, 10, 11) == 0  # refused while it works: busy, not stalled
-    assert canary.stall_streak(2, ok, 10, 10) == 0
-    assert canary.stall_streak(2, refused, None, None) == 0  # no statistics: no verdict
+    steps = ["tok", "onnx", "post"]
+    # the first step that ran nothing is the stalled one; the steps after it may be idle only for want of input
+    assert canary.stalled_step(steps, {"tok": 5, "onnx": 9, "post": 9}, {"tok": 5, "onnx": 9, "post": 9}) == "tok"
+    assert canary.stalled_step(steps, {"tok": 5, "onnx": 9, "post": 9}, {"tok": 8, "onnx": 9, "post": 9}) == "onnx"
+    assert canary.stalled_step(steps, {"tok": 5, "onnx": 9, "post": 9}, {"tok": 8, "onnx": 12, "post": 12}) is None
+    assert canary.stalled_step(steps, {}, {}) is None  # no statistics: no verdict
+    assert canary.stall_streak(2, refused, "tok") == 3  # refused, and a step ran nothing
+    assert canary.stall_streak(2, refused, None) == 0  # refused while every step works: busy, not stalled
+    assert canary.stall_streak(2, ok, "tok") == 0
+
+
+def test_a_targets_steps_come_from_its_ensemble_config(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.pbtxt").write_text(
+        'platform: "ensemble"\nensemble_scheduling { step [ { model_name: "sat_tokenizer_x" }, { model_name: "a_onnx" },'
+        ' { model_name: "sat_postprocessor_t0_5" } ] }\n')
+    assert canary.steps(tmp_path, "a") == ["sat_tokenizer_x", "a_onnx", "sat_postprocessor_t0_5"]
+    assert canary.steps(tmp_path, "a_long") == ["a_long", "a_onnx"]
 
 
 def test_readiness_follows_phase_and_canaries():

@@ -58,7 +58,7 @@ def test_cores_follow_the_container_quota(tmp_path):
 
 
 def test_cpu_auto_defaults_scale_with_the_cores():
-    assert [cpu_onnx_instances(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [1, 2, 3, 2, 4, 8, 8]  # memory: at most 8
+    assert [cpu_onnx_instances(c) for c in (1, 2, 3, 4, 8, 16, 64)] == [2, 2, 3, 2, 4, 8, 8]  # at least 2 (bounded queues), at most 8 (memory)
     assert onnx_threads("auto", "cpu", "python", 2, 2) == 0  # the Python step shares the serving host's cores
     assert onnx_threads(0, "cpu", "python", 2, 2) == 0
     assert onnx_threads("auto", "cpu", "onnxruntime", 4, 16) == 4  # the native backend cannot: built in
