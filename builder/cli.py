@@ -164,6 +164,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log_file", help="tritonserver's log: a file, or - for this terminal "
                                           "(default: a new temporary file, printed at start)")
     serve.add_argument("--log_verbose", type=int, default=0, help="tritonserver's --log-verbose (default: %(default)s)")
+    serve.add_argument("--recycle_shm_mb", type=float, default=16.0,
+                       help="reload a Python model (beside the serving instances, readiness stays 200) once the "
+                            "shared-memory pool of one of its stubs grew past this many MB, at most once a minute: "
+                            "the Python backend never shrinks a pool, so one oversized request would keep it large "
+                            "for good; 0: never (default: %(default)s; docs/limits.md)")
 
     health = sub.add_parser("health", parents=[common], help="exit 0 when a sat-triton serve is ready, 1 otherwise, printing one line "
                                            "(for a container HEALTHCHECK; no curl needed)")
@@ -357,11 +362,13 @@ def serve(args: argparse.Namespace) -> int:
     for flag in ("exit_timeout", "canary_interval", "canary_timeout", "timeout"):
         if getattr(args, flag) <= 0:
             raise BuildError(f"--{flag} must be > 0, got {getattr(args, flag)}")
+    if args.recycle_shm_mb < 0:
+        raise BuildError(f"--recycle_shm_mb must be >= 0 (0: never), got {args.recycle_shm_mb}")
     options = ServeOptions(
         host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
         health_port=args.health_port, exit_timeout=args.exit_timeout, model_control_mode=args.model_control_mode,
         startup_timeout=args.timeout, canary_interval=args.canary_interval, canary_timeout=args.canary_timeout,
-        log_verbose=args.log_verbose, log_file=args.log_file)
+        log_verbose=args.log_verbose, log_file=args.log_file, recycle_shm_mb=args.recycle_shm_mb)
     return Supervisor(args.repository, options).run()
 
 

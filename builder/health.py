@@ -38,7 +38,7 @@ class HealthState:
         self.phase, self.reason, self._since = "starting", "starting tritonserver", time.monotonic()
         self._canaries: dict[str, tuple[Verdict, float]] = {}
         self._beat = time.monotonic()
-        self.heals = self.restarts = 0
+        self.heals = self.restarts = self.recycles = 0
         self.last_heal_s: float | None = None
 
     def set(self, phase: str, reason: str = "") -> None:
@@ -58,6 +58,10 @@ class HealthState:
             self.heals += 1
             self.restarts += int(restarted)
             self.last_heal_s = seconds
+
+    def recycled(self) -> None:
+        with self._lock:
+            self.recycles += 1
 
     def beat(self) -> None:
         self._beat = time.monotonic()
@@ -89,7 +93,7 @@ class HealthState:
             reason = self.reason if self.phase != "ready" else "; ".join(problems)
             body = {"ready": ready, "phase": self.phase, "reason": reason or "serving",
                     "for_s": round(now - self._since, 1), "canaries": report, "heals": self.heals,
-                    "restarts": self.restarts, "last_heal_s": self.last_heal_s}
+                    "restarts": self.restarts, "recycles": self.recycles, "last_heal_s": self.last_heal_s}
         return ready, body
 
     def liveness(self) -> tuple[bool, dict]:

@@ -150,6 +150,22 @@ def python_stubs(server_pid: int) -> list[Stub]:
     return stubs
 
 
+def grown_pools(stubs: list[Stub], limit: int) -> dict[str, int]:
+    """The models whose stubs' shared-memory pools (their ``/dev/shm`` regions) are at least ``limit``
+    bytes, with the largest pool of each; a region that is gone is skipped."""
+    grown: dict[str, int] = {}
+    for stub in stubs:
+        if not stub.shm_region or "/" in stub.shm_region:
+            continue
+        try:
+            size = (SHM_DIR / stub.shm_region).stat().st_size
+        except OSError:
+            continue
+        if size >= limit:
+            grown[stub.model] = max(size, grown.get(stub.model, 0))
+    return grown
+
+
 def remove_shm_regions(stubs: list[Stub]) -> list[str]:
     """Unlink the shared-memory regions of stubs that are gone (a stub killed with SIGKILL leaves its
     region in /dev/shm). Regions of stubs still running are kept. Returns the names removed."""

@@ -25,6 +25,7 @@ What it adds to tritonserver 2.51 (docs/reliability.md has the measurements):
 from __future__ import annotations
 
 import json
+import os
 import queue
 import secrets
 import signal
@@ -51,6 +52,13 @@ UNREACHABLE_LIMIT = 2  # canaries in a row without an answer before tritonserver
 # canary rounds in a row refused as overloaded while one of the target's steps executed nothing: a stalled
 # batcher (Triton 2.51's batcher can miss a wake-up once a bounded queue is full; docs/reliability.md)
 STALL_ROUNDS = 6
+RECYCLE_CHECK_S = 2.0  # how often the stubs' shared-memory pools are measured
+RECYCLE_EVERY_S = 60.0  # a model is recycled at most this often
+# tritonserver's memory, so that it returns after an oversized request (docs/limits.md): no gRPC request
+# messages kept for reuse (8 by default, each as large as the largest request it carried), and glibc
+# allocations over 128 KiB on their own mappings, which go back to the system when freed
+TRITON_MEMORY_ARGS = ["--grpc-infer-allocation-pool-size=0"]
+TRITON_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 class ServeError(BuildError):
@@ -71,6 +79,7 @@ class ServeOptions:
     canary_timeout: float = 10.0
     log_verbose: int = 0
     log_file: str | None = None  # None: a new temporary file; "-": this process's stdout
+    recycle_shm_mb: float = 16.0  # reload a Python model whose shared-memory pool grew past this; 0: never
 
 
 def _say(message: str) -> None:
@@ -88,7 +97,7 @@ class Supervisor:
         self.steps = {target: canary.steps(self.repository, target) for target in self.targets}
         self.state = HealthState(self.targets, canary_max_age=3 * options.canary_interval + options.canary_timeout)
         self._admin = (ADMIN_HEADER, secrets.token_urlsafe(32))
-        extra = [f"--exit-timeout-secs={TRITON_EXIT_TIMEOUT_S}"]
+        extra = [f"--exit-timeout-secs={TRITON_EXIT_TIMEOUT_S}", *TRITON_MEMORY_ARGS]
         if options.model_control_mode == "explicit":
             extra.append("--load-model=*")
         log_file = None if options.log_file in (None, "-") else Path(options.log_file)
@@ -96,6 +105,7 @@ class Supervisor:
             self.repository, http_port=options.http_port, grpc_port=options.grpc_port,
             metrics_port=options.metrics_port, log_verbose=options.log_verbose,
             model_control_mode=options.model_control_mode, extra_args=extra, log_file=log_file,
+            env={key: os.environ.get(key, value) for key, value in TRITON_MEMORY_ENV.items()},
             host=options.host, admin_header=self._admin, die_with_parent=True, log_to_stdout=options.log_file == "-")
         self._stop = threading.Event()  # set by SIGTERM / SIGINT
         self._hurry = False  # a second signal: stop without draining
@@ -105,6 +115,9 @@ class Supervisor:
         self._stubs: dict[int, processes.Stub] = {}
         self._known_stubs: dict[int, processes.Stub] = {}  # every stub seen, for /dev/shm clean-up
         self._reloads = 0
+        self._retired: set[int] = set()  # stubs of recycled models: their exit is not a fault
+        self._recycled: dict[str, float] = {}  # model -> when it was last recycled
+        self._pools_checked = 0.0
 
     # -- the run ---------------------------------------------------------------------------------
     def check_ports(self) -> None:
@@ -135,6 +148,7 @@ class Supervisor:
             while not self._stop.is_set():
                 self.state.beat()
                 self._watch()
+                self._recycle()
                 processes.reap_zombies(keep={self.triton.pid} if self.triton.pid else set())
                 self._stop.wait(POLL_S)
             self._drain()
@@ -198,7 +212,7 @@ class Supervisor:
         if not self.triton.running:
             self._heal(set(), f"tritonserver exited (code {self.triton.returncode})", restart=True)
             return
-        dead = [s for s in self._stubs.values() if not processes.stub_alive(s)]
+        dead = [s for s in self._stubs.values() if s.pid not in self._retired and not processes.stub_alive(s)]
         if dead:
             names = sorted({s.model for s in dead})
             pids = ", ".join(str(s.pid) for s in dead)
@@ -221,6 +235,31 @@ class Supervisor:
                     self._heal(set(), f"{target} did not answer {UNREACHABLE_LIMIT} canaries in a row "
                                       f"({verdict.message[:200]})", restart=True)
                     return
+
+    def _recycle(self) -> None:
+        """Reload a Python model whose stubs' shared-memory pool grew past ``--recycle_shm_mb``: the
+        Python backend never shrinks a pool, so one oversized request (refused or not) would keep its
+        size for good. Triton loads the new instances beside the serving ones and swaps them in, so
+        readiness stays 200; at most once a minute per model."""
+        now = time.monotonic()
+        limit = self.opts.recycle_shm_mb * 2**20
+        if (not limit or self.opts.model_control_mode != "explicit" or self.state.phase != "ready"
+                or now - self._pools_checked < RECYCLE_CHECK_S):
+            return
+        self._pools_checked = now
+        grown = processes.grown_pools(list(self._stubs.values()), limit)
+        for model, size in sorted(grown.items()):
+            if now - self._recycled.get(model, -RECYCLE_EVERY_S) < RECYCLE_EVERY_S or self._stop.is_set():
+                continue
+            self._recycled[model] = now
+            _say(f"recycling {model}: its shared-memory pool grew to {size / 2**20:.0f} MB "
+                 f"(--recycle_shm_mb {self.opts.recycle_shm_mb:g}); reloading it beside the serving instances")
+            self._retired.update(s.pid for s in self._stubs.values() if s.model == model)
+            started = time.monotonic()
+            if self._load(model):
+                self.state.recycled()
+                _say(f"recycled {model} in {time.monotonic() - started:.1f}s")
+            self._snapshot()
 
     def _canary_loop(self) -> None:
         stalled: dict[str, int] = {}  # canary rounds in a row refused as overloaded while one of its steps ran nothing

@@ -421,3 +421,72 @@ def test_the_load_and_fault_script_passes_its_checks(small_repository, tmp_path)
     assert record["failed_checks"] == [] and record["past"]["refused"] > 0
     assert all(r["ok"] == r["sent"] for r in record["below"].values())
     assert record["stub_kill"][0]["healed_after_s"] < 60 and not record["stub_kill"][0]["restarted"]
+
+
+def test_oversized_requests_leave_no_memory_behind(small_repository):
+    """10 MB and 50 MB texts to the ensemble and to `<name>_long`, over gRPC and HTTP, are refused
+    (INVALID_ARGUMENT naming the limit); the Python backend's shared-memory pools that received them
+    grew and never shrink, so serve recycles those models (readiness stays 200, clients keep being
+    answered right) and the server's memory, tritonserver and its stubs, returns to within 10%."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    from sat_triton.builder import processes
+
+    serve = start_serve(small_repository)
+    try:
+        grpc_client = grpcclient.InferenceServerClient(serve.grpc_url)
+        http_client = httpclient.InferenceServerClient(serve.http_url, network_timeout=120)
+        expected = json.dumps(grpc_request(grpc_client))
+        for model in (MODEL, f"{MODEL}_long"):  # every step has run once
+            grpc_request(grpc_client, model=model)
+        triton = serve.tritonserver_pid()
+        before = processes.tree_rss_bytes(triton) / 2**20
+        statuses = []
+        for size in (10_000_000, 50_000_000):
+            text = [("Oversized. " * (size // 11 + 1))[:size]]
+            for model in (MODEL, f"{MODEL}_long"):
+                for call in (lambda: grpc_request(grpc_client, text, model),
+                             lambda: http_request(http_client, text, model)):
+                    with pytest.raises(InferenceServerException) as refused:
+                        call()
+                    assert "more than the 2,000,000 a text may have (max_text_chars)" in str(refused.value)
+                    statuses.append(str(refused.value.status()))
+        assert set(statuses) == {"StatusCode.INVALID_ARGUMENT", "400"}, statuses
+        grown = processes.tree_rss_bytes(triton) / 2**20
+
+        stop, results = threading.Event(), []
+        clients = [threading.Thread(target=_load, args=(serve, stop, results)) for _ in range(2)]
+        [c.start() for c in clients]
+        readiness, deadline = [], time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:  # both grown models recycled (the tokenizer and the long model)
+                status, body = serve.readiness()
+                readiness.append(status)
+                if body.get("recycles", 0) >= 2:
+                    break
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            [c.join() for c in clients]
+        recycled = [line.strip() for line in serve.lines if "recycled" in line or "recycling" in line]
+        assert body.get("recycles", 0) >= 2, (body, recycled)
+        assert set(readiness) == {200}, Counter(readiness)  # a recycle is not an outage
+        outcomes = Counter(kind for _, kind, _, _ in results)
+        assert set(outcomes) == {"ok"} and all(m == expected for _, _, m, _ in results), outcomes
+
+        after = None
+        for _ in range(100):  # the old stubs exit once their swap is done
+            after = processes.tree_rss_bytes(triton) / 2**20
+            if after <= 1.1 * before:
+                break
+            time.sleep(0.2)
+        print(f"\nserver RSS: {before:.0f} MB before, {grown:.0f} MB after the oversized requests, {after:.0f} MB "
+              f"after recycling; {recycled}")
+        assert after <= 1.1 * before, (before, grown, after, recycled)
+        assert serve.tritonserver_pid() == triton and json.dumps(grpc_request(grpc_client)) == expected
+        grpc_client.close()
+        http_client.close()
+    finally:
+        serve.stop()
