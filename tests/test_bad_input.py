@@ -220,7 +220,7 @@ def test_memory_comes_back_after_bad_input(server):
 
 
 def test_a_client_that_gives_up_frees_the_long_model(server):
-    """A gRPC client whose timeout passes while the long model (one instance) works on a million
+    """A gRPC client whose timeout passes while the long model works on a million
     characters: the model stops (checks request.is_cancelled() between tokenizer calls and between window
     slices), so the next request is answered at once, and the ONNX model runs few or none of the
     abandoned text's ~1,000 window slices."""

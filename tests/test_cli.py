@@ -76,3 +76,8 @@ def test_an_unforeseen_error_is_one_line_too(tmp_path, monkeypatch, capsys):
                    "(run again with --debug for the traceback)"]
     with pytest.raises(OSError):
         main(["serve", str(tmp_path), "--debug"])
+
+
+def test_a_negative_recycle_limit_is_refused(tmp_path, capsys):
+    assert main(["serve", str(tmp_path), "--recycle_shm_mb", "-1"]) == 2
+    assert "--recycle_shm_mb must be >= 0 (0: never), got -1.0" in capsys.readouterr().err

@@ -115,3 +115,25 @@ def test_listening_addresses_and_ports_in_use():
         listener.bind(("::ffff:127.0.0.1", 0))
         listener.listen()
         assert ("127.0.0.1", listener.getsockname()[1]) in processes.listening_addresses(os.getpid())
+
+
+def test_grown_pools_are_read_from_the_stubs_shm_regions(tmp_path, monkeypatch):
+    """The pools to recycle: each model's largest /dev/shm region at or over the limit; regions that are
+    gone, or names that are not a plain file name, are skipped."""
+    monkeypatch.setattr(processes, "SHM_DIR", tmp_path)
+    for name, size in (("r1", 1 << 20), ("r2", 59 << 20), ("r3", 20 << 20), ("r4", 2 << 20)):
+        with open(tmp_path / name, "wb") as region:
+            region.truncate(size)  # sparse, as the backend's ftruncate'd regions are
+    stubs = [processes.Stub(1, "tok", "r1"), processes.Stub(2, "tok", "r2"), processes.Stub(3, "long", "r3"),
+             processes.Stub(4, "onnx", "r4"), processes.Stub(5, "post", "gone"), processes.Stub(6, "x", "../r2")]
+    assert processes.grown_pools(stubs, 16 << 20) == {"tok": 59 << 20, "long": 20 << 20}
+    assert processes.grown_pools(stubs, 64 << 20) == {}
+
+
+def test_health_reports_recycles_without_turning_unready():
+    state = HealthState(["m"], canary_max_age=5)
+    state.set("ready")
+    state.record("m", Verdict("ok"))
+    state.recycled()
+    ready, body = state.readiness()
+    assert ready and body["recycles"] == 1 and body["heals"] == 0
