@@ -247,6 +247,9 @@ class Supervisor:
                 or now - self._pools_checked < RECYCLE_CHECK_S):
             return
         self._pools_checked = now
+        for pid in [pid for pid in self._retired if not processes.alive(pid)]:  # a recycled model's old stub ended
+            self._retired.discard(pid)
+            self._stubs.pop(pid, None)
         grown = processes.grown_pools(list(self._stubs.values()), limit)
         for model, size in sorted(grown.items()):
             if now - self._recycled.get(model, -RECYCLE_EVERY_S) < RECYCLE_EVERY_S or self._stop.is_set():
