@@ -86,7 +86,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer_threads", type=_auto_or_int, default="auto", help=flag)
     parser.add_argument("--pad_to_multiple_of", type=int, help=flag)
     parser.add_argument("--max_queue_delay_us", type=int, help=flag)
-    parser.add_argument("--max_queue_size", type=int, help=flag + " (the ONNX step's bounded queue; 0: unbounded)")
+    parser.add_argument("--max_queue_size", type=int, help=flag + " (every step's bounded queue; 0 with --queue_timeout_ms 0: unbounded)")
     parser.add_argument("--queue_timeout_ms", type=int, help=flag)
     parser.add_argument("--max_batch_size", type=int, help=flag)
     parser.add_argument("--length_granularity", type=int, help=flag)

@@ -228,18 +228,18 @@ def build(args: argparse.Namespace) -> int:
     for flag in ("max_queue_size", "queue_timeout_ms"):
         if getattr(args, flag) < 0:
             raise BuildError(f"--{flag} must be >= 0 (0: no bound), got {getattr(args, flag)}")
-    queue_bound = args.max_queue_size > 0 or args.queue_timeout_ms > 0
-    effective = {"tokenizer_instance_count": args.tokenizer_instance_count or args.instance_count,
-                 "postprocessor_instance_count": args.postprocessor_instance_count or args.instance_count,
-                 "onnx_instance_count": args.onnx_instance_count}
-    small = [f"--{flag if getattr(args, flag) else 'instance_count'} {count}" for flag, count in effective.items()
-             if count < repository.MIN_BOUNDED_INSTANCES]
-    small = list(dict.fromkeys(small))
-    if queue_bound and small:
-        raise BuildError(f"{', '.join(small)}: a step with a bounded queue needs at least "
-                         f"{repository.MIN_BOUNDED_INSTANCES} instances (with one, tritonserver 2.51 waits 500 ms per "
-                         "request once its queue is full; docs/reliability.md); raise it, or pass --max_queue_size 0 "
-                         "--queue_timeout_ms 0 for no bound")
+    if args.max_queue_size > 0 or args.queue_timeout_ms > 0:  # a bounded queue needs two instances per step
+        counts = {}  # the flag that sets each step's count: a step's own, else --instance_count
+        for step in ("tokenizer", "postprocessor"):
+            own = getattr(args, f"{step}_instance_count")
+            counts["--" + (f"{step}_instance_count" if own else "instance_count")] = own or args.instance_count
+        counts["--onnx_instance_count"] = args.onnx_instance_count
+        small = [f"{flag} {count}" for flag, count in counts.items() if count < repository.MIN_BOUNDED_INSTANCES]
+        if small:
+            raise BuildError(f"{', '.join(small)}: a step with a bounded queue needs at least "
+                             f"{repository.MIN_BOUNDED_INSTANCES} instances (with one, tritonserver 2.51 waits 500 ms "
+                             "per request once its queue is full; docs/reliability.md); raise it, or pass "
+                             "--max_queue_size 0 --queue_timeout_ms 0 for no bound")
     if args.length_granularity < 0:
         raise BuildError(f"--length_granularity must be >= 0, got {args.length_granularity}")
     hub_lora = bool(args.style_or_domain or args.language)

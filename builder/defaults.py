@@ -2,10 +2,11 @@
 
 Chosen by measurement with ``bench/benchmark.py --sweep`` (docs/performance.md has the runs):
 
-* cpu: two tokenizer and two postprocessor instances (two, not one, because their queues are bounded:
-  see the last point) and no dynamic batching; the ONNX model is the bottleneck. Its instance count is ``auto`` (:func:`cpu_onnx_instances`, from the build machine's
-  cores): on 2 cores two instances of one thread, which ran 0-20% over one instance of both threads
-  in every quiet side-by-side run (docs/performance.md, "CPU defaults"), at the price of a slower
+* cpu: two tokenizer and two postprocessor instances (two, not one, because their queues are
+  bounded: see the last point) and no dynamic batching; the ONNX model is the bottleneck. Its
+  instance count is ``auto`` (:func:`cpu_onnx_instances`, from the build machine's cores): on 2
+  cores two instances of one thread, which ran 0-20% over one instance of both threads in every
+  quiet side-by-side run (docs/performance.md, "CPU defaults"), at the price of a slower
   single request on an idle server (21-26 ms against 13-17 ms for a short text).
   Each instance's onnxruntime threads are its share of the serving host's cores (``--intra_op_threads
   auto``), and so are each tokenizer instance's rayon threads (``--tokenizer_threads auto``).
