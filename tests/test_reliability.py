@@ -490,3 +490,39 @@ def test_oversized_requests_leave_no_memory_behind(small_repository):
         http_client.close()
     finally:
         serve.stop()
+
+
+def test_a_recycle_keeps_the_request_in_flight(small_repository):
+    """`<name>_long` is recycled while it works on the very text that grew its pool (1.2 MB of UTF-8 in
+    one request, --recycle_shm_mb 1.5): Triton swaps the new instances in and lets the old one finish,
+    so the request is answered in full, with spans covering every character."""
+    import tritonclient.grpc as grpcclient
+
+    serve = start_serve(small_repository, None, "--recycle_shm_mb", "1.5")
+    try:
+        text = ("漢字かな交じり文。" * 50_000)[:400_000]  # 3 bytes a character
+        client = grpcclient.InferenceServerClient(serve.grpc_url)
+        tensor = grpcclient.InferInput("TEXT", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([text.encode()], dtype=np.object_))
+        answered, recycled_at = {}, []
+
+        def call() -> None:
+            result = client.infer(f"{MODEL}_long", [tensor], client_timeout=300)
+            answered.update(at=time.monotonic(), spans=result.as_numpy("SENTENCE_SPANS"))
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        while caller.is_alive():
+            if not recycled_at and serve.readiness()[1].get("recycles", 0) >= 1:
+                recycled_at.append(time.monotonic())
+            time.sleep(0.1)
+        caller.join()
+        client.close()
+        lines = [line.strip() for line in serve.lines if "recycl" in line]
+        assert recycled_at and "at" in answered and recycled_at[0] < answered["at"], (lines, answered.keys())
+        assert any(f"recycled {MODEL}_long" in line for line in lines), lines
+        spans = answered["spans"]
+        assert spans[0][0] == 0 and spans[-1][1] == len(text) and np.all(spans[1:, 0] == spans[:-1, 1])
+        print(f"\n{lines}; answered {answered['at'] - recycled_at[0]:.1f} s after the recycle")
+    finally:
+        serve.stop()
