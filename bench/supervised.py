@@ -78,9 +78,7 @@ class ServeProcess:
     def tritonserver_pid(self) -> int | None:
         from sat_triton.builder import processes
 
-        found = [p for p in processes.children(self.process.pid)
-                 if Path((processes.cmdline(p) or [""])[0]).name == "tritonserver"]
-        return found[0] if found else None
+        return processes.tritonserver_child(self.process.pid)
 
     def memory(self) -> dict[str, float]:
         """Resident MB of tritonserver and of each Python stub (by model)."""

@@ -150,6 +150,12 @@ def python_stubs(server_pid: int) -> list[Stub]:
     return stubs
 
 
+def tritonserver_child(parent_pid: int) -> int | None:
+    """The tritonserver a process (``sat-triton serve``) started, by its executable's name; None if none."""
+    found = [p for p in children(parent_pid) if Path((cmdline(p) or [""])[0]).name == "tritonserver"]
+    return found[0] if found else None
+
+
 def grown_pools(stubs: list[Stub], limit: int) -> dict[str, int]:
     """The models whose stubs' shared-memory pools (their ``/dev/shm`` regions) are at least ``limit``
     bytes, with the largest pool of each; a region that is gone is skipped."""

@@ -112,10 +112,8 @@ class AsyncSaT(ClientSettings):
                     max_length: int | None = None, prior_type: str = "uniform", prior_kwargs: dict | None = None,
                     algorithm: str = "viterbi") -> Any:
         """Sentences of a text (a list), or of each text of a list (a list of lists), as ``SaT.split``."""
-        if treat_newline_as_space is not None:
-            split_on_input_newlines = not treat_newline_as_space
         parameters = split_parameters(
-            self.language, threshold=threshold, stride=stride, block_size=block_size, weighting=weighting,
+            self.language, treat_newline_as_space, threshold=threshold, stride=stride, block_size=block_size, weighting=weighting,
             remove_whitespace_before_inference=remove_whitespace_before_inference,
             paragraph_threshold=paragraph_threshold, strip_whitespace=strip_whitespace,
             do_paragraph_segmentation=do_paragraph_segmentation, split_on_input_newlines=split_on_input_newlines,

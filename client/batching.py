@@ -42,8 +42,12 @@ def default_triton_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", base)
 
 
-def split_parameters(language: str | None, **values: Any) -> dict[str, Any]:
-    """The request parameters for ``SaT.split``'s options: only those that differ from wtpsplit's defaults."""
+def split_parameters(language: str | None, treat_newline_as_space: bool | None = None,
+                     **values: Any) -> dict[str, Any]:
+    """The request parameters for ``SaT.split``'s options: only those that differ from wtpsplit's defaults
+    (``treat_newline_as_space``, wtpsplit's older name, wins over ``split_on_input_newlines`` when given)."""
+    if treat_newline_as_space is not None:
+        values["split_on_input_newlines"] = not treat_newline_as_space
     if language and (values["max_length"] is not None or values["min_length"] > 1):
         kwargs = dict(values["prior_kwargs"] or {})
         if "lang_code" not in kwargs and "target_length" not in kwargs:

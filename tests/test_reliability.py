@@ -51,9 +51,7 @@ class Serve:
     def tritonserver_pid(self) -> int | None:
         from sat_triton.builder import processes
 
-        found = [p for p in processes.children(self.process.pid)
-                 if Path((processes.cmdline(p) or [""])[0]).name == "tritonserver"]
-        return found[0] if found else None
+        return processes.tritonserver_child(self.process.pid)
 
     def readiness(self) -> tuple[int, dict]:
         try:
