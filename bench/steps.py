@@ -10,13 +10,15 @@ threshold, about what the benchmark's checkpoint gives. What it tells:
   instances a target throughput needs (on an H100 the network is cheap and these steps decide);
 * the postprocessor/tokenizer ratio: how many tokenizer instances balance one postprocessor instance
   (``sat-triton build --tokenizer_instance_count`` / ``--postprocessor_instance_count``);
-* the tokenizer step before and after its bulk conversion (``per-token``: the encodings' ids and
-  offsets turned into numpy one Python step per token, as before; ``bulk``: today's
-  ``tokenize``), timed in alternating passes of the same run;
+* the tokenizer step as it was and as it is, timed in alternating passes of the same run:
+  ``per-token`` (``encode_batch``, its ids and offsets turned into numpy one Python step per token:
+  the step when the tokenizer issue was filed), ``bulk`` (``encode_batch``, read in bulk: every text
+  where the fast path does not apply) and today's (``encode_batch_fast`` ids, ends rebuilt from the
+  pieces: :mod:`sat_triton.pipeline.piece_ends`);
 * with ``--instances``: N tokenizer instances at once (one process each, as Triton runs them), each
   with ``--threads`` rayon threads (``auto``: cores / N, what the build renders; ``0``: the library's
-  own pool of every core): chars/s per instance and in all, against the step before this change
-  (per-token conversion, every instance with the library's pool of all cores) in the same run.
+  own pool of every core): chars/s per instance and in all, against the step as it was (per-token
+  conversion, every instance with the library's pool of all cores) in the same run.
 
     python bench/steps.py                              # ~1 minute on 2 cores
     python bench/steps.py --texts_per_request 32 --texts 4000
@@ -46,7 +48,7 @@ from sat_triton.pipeline.options import parse_options  # noqa: E402
 from sat_triton.pipeline.pipeline import TokenizerSettings, finish, model_texts, output_arrays, prepare  # noqa: E402
 from sat_triton.pipeline.texts import decode_texts  # noqa: E402
 from sat_triton.pipeline.threads import available_cores, cap_tokenizer_threads  # noqa: E402
-from sat_triton.pipeline.tokenization import TokenizedBatch, load_tokenizer  # noqa: E402
+from sat_triton.pipeline.tokenization import ServingTokenizer, TokenizedBatch  # noqa: E402
 
 SETTINGS = TokenizerSettings(cls_id=0, sep_id=2, pad_id=1, pad_to_multiple_of=64)
 
@@ -99,25 +101,29 @@ def requests_of(corpus: list[str], k: int) -> list[np.ndarray]:
 
 
 def steps_table(args, tokenizer_file: Path) -> None:
-    tokenizer = load_tokenizer(tokenizer_file)
+    served = ServingTokenizer.load(tokenizer_file)  # today's step: the fast path where it applies
+    library = served.library  # encode_batch for every text
     corpus = CorpusGenerator().texts(args.texts, seed=0, chars=args.text_chars)
     chars = sum(map(len, corpus))
     options = parse_options({})
     rng = np.random.default_rng(0)
     threads = os.environ.get("RAYON_NUM_THREADS") or ("1" if os.environ.get("TOKENIZERS_PARALLELISM") == "false"
                                                      else "the library's own")
+    rebuilt = served.pieces.encode(corpus)[3].mean() if served.pieces else 0.0
     print(f"{len(corpus)} texts, {chars:,} characters; best of {args.repeat} alternating passes, {args.clock} time; "
-          f"{os.cpu_count()} CPUs; one instance (this process), rayon threads: {threads}")
-    print(f"{'texts/request':>13} {'tokenizer chars/s':>18} {'ms/request':>10} {'per-token path':>15} {'bulk/per-token':>14}"
-          f" {'postprocessor chars/s':>22} {'ms/request':>10} {'post/tok':>9}")
+          f"{os.cpu_count()} CPUs; one instance (this process), rayon threads: {threads}; "
+          f"ends rebuilt from the pieces for {rebuilt:.1%} of the texts")
+    print(f"{'texts/request':>13} {'tokenizer chars/s':>18} {'ms/request':>10} {'per-token':>10} {'bulk':>10} "
+          f"{'vs per-token':>12} {'vs bulk':>8} {'postprocessor chars/s':>22} {'ms/request':>10} {'post/tok':>9}")
     for k in [int(x) for x in args.texts_per_request.split(",")]:
         requests = requests_of(corpus, k)
-        for raw in requests[:4]:  # the two paths give the same arrays
-            a, b = prepare(tokenizer, decode_texts(raw), options, SETTINGS), prepare_per_token(
-                tokenizer, decode_texts(raw), options, SETTINGS)
-            assert all(np.array_equal(x, y) for x, y in [(a[0].ids, b[0].ids), (a[0].ends, b[0].ends),
-                                                          (a[0].counts, b[0].counts), (a[2], b[2]), (a[3], b[3])])
-        prepared = [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests]
+        for raw in requests[:4]:  # the three paths give the same arrays
+            texts = decode_texts(raw)
+            a = prepare(served, texts, options, SETTINGS)
+            for b in (prepare_per_token(library, texts, options, SETTINGS), prepare(library, texts, options, SETTINGS)):
+                assert all(np.array_equal(x, y) for x, y in [(a[0].ids, b[0].ids), (a[0].ends, b[0].ends),
+                                                              (a[0].counts, b[0].counts), (a[2], b[2]), (a[3], b[3])])
+        prepared = [prepare(served, decode_texts(raw), options, SETTINGS) for raw in requests]
         # about 3% of tokens over the 0.25 threshold: a sentence every ~30 tokens
         logits = [rng.normal(-4.0, 1.5, size=input_ids.shape).astype(np.float32) for _, _, input_ids, _ in prepared]
 
@@ -128,21 +134,23 @@ def steps_table(args, tokenizer_file: Path) -> None:
                 output_arrays(segmented, char_probs=False)
 
         best = best_seconds({
-            "bulk": lambda: [prepare(tokenizer, decode_texts(raw), options, SETTINGS) for raw in requests],
-            "per-token": lambda: [prepare_per_token(tokenizer, decode_texts(raw), options, SETTINGS)
+            "today": lambda: [prepare(served, decode_texts(raw), options, SETTINGS) for raw in requests],
+            "per-token": lambda: [prepare_per_token(library, decode_texts(raw), options, SETTINGS)
                                   for raw in requests],
+            "bulk": lambda: [prepare(library, decode_texts(raw), options, SETTINGS) for raw in requests],
             "post": postprocess_all}, args.repeat, CLOCKS[args.clock])
-        tok_s, old_s, post_s = best["bulk"], best["per-token"], best["post"]
-        print(f"{k:>13} {chars / tok_s:>18,.0f} {tok_s / len(requests) * 1e3:>10.2f} {chars / old_s:>15,.0f} "
-              f"{old_s / tok_s:>14.2f} {chars / post_s:>22,.0f} {post_s / len(requests) * 1e3:>10.2f} "
-              f"{tok_s / post_s:>9.2f}", flush=True)
+        tok_s, old_s, bulk_s, post_s = best["today"], best["per-token"], best["bulk"], best["post"]
+        print(f"{k:>13} {chars / tok_s:>18,.0f} {tok_s / len(requests) * 1e3:>10.2f} {chars / old_s:>10,.0f} "
+              f"{chars / bulk_s:>10,.0f} {old_s / tok_s:>12.2f} {bulk_s / tok_s:>8.2f} {chars / post_s:>22,.0f} "
+              f"{post_s / len(requests) * 1e3:>10.2f} {tok_s / post_s:>9.2f}", flush=True)
 
 
 def _instance(tokenizer_file: str, threads: int, per_token: bool, texts: list[str], k: int, passes: int, barrier,
               queue) -> None:
     """One tokenizer instance (a process, as Triton runs it): rayon threads capped first, then timed."""
     cap_tokenizer_threads(threads)
-    tokenizer = load_tokenizer(tokenizer_file)
+    served = ServingTokenizer.load(tokenizer_file)
+    tokenizer = served.library if per_token else served
     options = parse_options({})
     step = prepare_per_token if per_token else prepare
     requests = requests_of(texts, k)
@@ -170,7 +178,7 @@ def instances_table(args, tokenizer_file: Path) -> None:
     print(f"{'instances':>9} {'conversion':>11} {'threads':>9} {'chars/s per instance':>21} {'chars/s in all':>15} "
           f"{'vs before':>10} {'chars/CPU-s':>12} {'vs before':>10} {'OS threads':>11}")
     for n in [int(x) for x in args.instances.split(",")]:
-        settings = [("per-token", "0")] + [("bulk", t) for t in args.threads.split(",")]
+        settings = [("per-token", "0")] + [("today", t) for t in args.threads.split(",")]
         best: dict = {}
         for _ in range(args.rounds):
             for path, threads in settings:

@@ -20,6 +20,7 @@ from sat_triton.client.sat import default_triton_name
 
 from sat_triton.pipeline.limits import (DEFAULT_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_TEXTS, DEFAULT_MAX_TEXT_CHARS,
                                         ENSEMBLE_CHARS_PER_WINDOW, default_ensemble_request_chars)
+from sat_triton.pipeline.piece_ends import MIN_REBUILD_CHARS
 
 from .errors import BuildError
 
@@ -318,6 +319,10 @@ def build(args: argparse.Namespace) -> int:
     print(f"steps: ONNX {settings.onnx_instance_count} instance(s), {onnx_share}; tokenizer "
           f"{settings.tokenizer_instance_count or settings.instance_count} instance(s), {tokenizer_share} "
           f"(this machine: {cores} cores)")
+    print("token ends: " + ("rebuilt from the pieces' lengths in requests of at least "
+                            f"{MIN_REBUILD_CHARS:,} characters, read from encode_batch otherwise"
+                            if info.rebuilds_ends else "read from encode_batch (this tokenizer's pipeline is not "
+                            "one sat_pipeline/piece_ends.py rebuilds)"))
     print(f"wrote {', '.join(written)} to {out}")
     print(f"serve it:  sat-triton serve {out}")
     print(f"call it:   from sat_triton import SaT; SaT('{args.model_name_or_path}', "

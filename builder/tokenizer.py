@@ -24,6 +24,7 @@ class TokenizerInfo:
     cls_id: int
     sep_id: int
     pad_id: int
+    rebuilds_ends: bool = False  # the served step rebuilds token ends from the pieces (piece_ends.py)
 
 
 def save_tokenizer(tokenizer_name_or_path: str, out_file: Path) -> TokenizerInfo:
@@ -50,7 +51,9 @@ def save_tokenizer(tokenizer_name_or_path: str, out_file: Path) -> TokenizerInfo
     out_file.parent.mkdir(parents=True, exist_ok=True)
     backend.save(str(out_file))
     _check_same_encoding(hf, out_file)
-    return TokenizerInfo(*ids)
+    from sat_triton.pipeline.tokenization import ServingTokenizer
+
+    return TokenizerInfo(*ids, rebuilds_ends=ServingTokenizer.load(out_file).pieces is not None)
 
 
 def _check_same_encoding(hf, tokenizer_file: Path) -> None:

@@ -22,7 +22,7 @@ from sat_pipeline.responses import respond_each, serialize_bytes_with_numpy, ten
 from sat_pipeline.streaming import segment_streamed
 from sat_pipeline.text_pieces import splits_safely
 from sat_pipeline.texts import decode_texts
-from sat_pipeline.tokenization import load_tokenizer
+from sat_pipeline.tokenization import ServingTokenizer
 
 
 class TritonPythonModel:
@@ -33,8 +33,8 @@ class TritonPythonModel:
         repository = Path(args["model_repository"]).parent
         tokenizer_dir = repository / params["tokenizer_model"]
         versions = sorted((p for p in tokenizer_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        self.tokenizer = load_tokenizer(versions[-1] / "tokenizer.json")
-        self.split = splits_safely(self.tokenizer)
+        self.tokenizer = ServingTokenizer.load(versions[-1] / "tokenizer.json")
+        self.split = splits_safely(self.tokenizer.library)
         self.settings = TokenizerSettings.from_parameters(params)
         self.limits = Limits.from_parameters(params)
         self.max_chunks = int(params["max_chunks"])

@@ -13,7 +13,7 @@ from sat_pipeline.pipeline import TokenizerSettings, prepare, string_parameters
 from sat_pipeline.responses import respond_each, tensors_response
 from sat_pipeline.texts import decode_texts
 from sat_pipeline.threads import available_cores, cap_tokenizer_threads, tokenizer_threads
-from sat_pipeline.tokenization import load_tokenizer
+from sat_pipeline.tokenization import ServingTokenizer
 
 
 class TritonPythonModel:
@@ -23,7 +23,7 @@ class TritonPythonModel:
         # before the tokenizers library starts its rayon pool: instances x threads fit the cores
         cap_tokenizer_threads(tokenizer_threads(config, params.get("tokenizer_threads", "auto"), available_cores()))
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.tokenizer = load_tokenizer(version_dir / "tokenizer.json")
+        self.tokenizer = ServingTokenizer.load(version_dir / "tokenizer.json")  # ends rebuilt where exact
         self.settings = TokenizerSettings.from_parameters(params)
         self.max_chunks = int(params["max_chunks"])
         self.limits = Limits.from_parameters(params)
