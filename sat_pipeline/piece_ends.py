@@ -37,9 +37,9 @@ from operator import attrgetter
 import numpy as np
 
 _IDS = attrgetter("ids")
-# below this many characters a request costs more rebuilt than read from encode_batch (bench/steps.py:
-# even at 4-8 texts of ~300 characters on the 2-core CPU, 0.8x at one text, 1.15x from 32 texts)
-MIN_REBUILD_CHARS = 2048
+# below this many characters a request gains nothing rebuilt (bench/steps.py on the 2-core CPU, ~300
+# characters a text: 0.97-0.99x at 8 texts, 1.06x at 16, 1.16x at 32, 1.2x at 128; 0.8x at one text)
+MIN_REBUILD_CHARS = 4096
 # texts the rebuild must reproduce exactly before a tokenizer uses it: scripts, spaces of every kind,
 # full-width punctuation, combining marks, emoji, specials written out, unknown characters
 SELF_CHECK = [
