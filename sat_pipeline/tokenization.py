@@ -11,6 +11,7 @@ Two paths give the same arrays: ``encode_batch`` with its offsets read back (any
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import chain, compress
 from operator import attrgetter, itemgetter
@@ -45,7 +46,16 @@ class ServingTokenizer:
     @classmethod
     def load(cls, path, rebuild_ends: bool = True) -> ServingTokenizer:
         library = load_tokenizer(path)
-        return cls(library, PieceEnds.for_tokenizer(library) if rebuild_ends else None)
+        if not rebuild_ends:
+            return cls(library, None)
+        try:
+            pieces = PieceEnds.for_tokenizer(library)
+        except Exception as error:  # noqa: BLE001 - an optional fast path never keeps a model from loading
+            # (another tokenizers version may describe or rebuild the pipeline differently)
+            warnings.warn(f"token ends will be read from encode_batch: the rebuild could not be set up ({error!r})",
+                          RuntimeWarning, stacklevel=2)
+            pieces = None
+        return cls(library, pieces)
 
 
 def load_tokenizer(path: str):

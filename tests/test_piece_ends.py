@@ -141,3 +141,16 @@ def test_fuzzed_texts_get_the_librarys_ends(tokenizer_dir, texts, scheme):
     assert counts.tolist() == expected_counts
     assert ids.tolist() == expected_ids
     assert ends.tolist() == expected_ends
+
+
+def test_a_rebuild_that_cannot_be_set_up_leaves_the_library_path(tokenizer_dir, monkeypatch):
+    """Another tokenizers version might reject the clone's description: the model still loads, with a
+    warning, and reads encode_batch's offsets."""
+    def broken(tokenizer):
+        raise Exception("unknown field")
+
+    monkeypatch.setattr(PieceEnds, "for_tokenizer", broken)
+    with pytest.warns(RuntimeWarning, match="read from encode_batch"):
+        served = ServingTokenizer.load(tokenizer_dir / "tokenizer.json")
+    assert served.pieces is None
+    assert_same_as_library(served.library, served, SENTENCES * 10)
