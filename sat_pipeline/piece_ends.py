@@ -3,10 +3,10 @@
 ``tokenizers``' ``encode_batch`` tracks every token's character offsets, and Python then reads them
 one ``(start, end)`` tuple per token: together about a third of the tokenizer step. For a Unigram model
 (SaT's XLM-R tokenizer) under a Metaspace pre-tokenizer, each token is a vocabulary piece copied from
-its word, so its end follows from the ids alone: the word's start in the text plus the running sum of
-its pieces' lengths. :class:`PieceEnds` takes ids from ``encode_batch_fast`` (no offsets) and rebuilds
-the ends with numpy over the whole request, and says which texts it could not rebuild exactly; those
-go through ``encode_batch`` as before.
+the text, so its end follows from the ids alone: the running sum of its text's pieces' lengths (with
+``WhitespaceSplit`` first, of its word's, from the word's start). :class:`PieceEnds` takes ids from
+``encode_batch_fast`` (no offsets) and rebuilds the ends with numpy over the whole request, and says
+which texts it could not rebuild exactly; those go through ``encode_batch`` as before.
 
 A text is rebuilt only where every step can be checked:
 
@@ -14,9 +14,10 @@ A text is rebuilt only where every step can be checked:
   one character on its own, as NFKC's full-width punctuation does); otherwise offsets would need the
   normalizer's alignments;
 - it holds no added token (``<s>``, ``<mask>``...) and no literal replacement character (``▁``);
-- the tokens split into exactly the words the pre-tokenizer makes of the text (words begin with ``▁``),
-  and in every word the pieces' lengths add up to the word's length; one ``<unk>`` per word takes the
-  remainder (Unigram fuses unknown characters into one ``<unk>``), two or more send the text back.
+- it has as many ``<unk>`` as runs of characters without a piece of their own: Unigram puts ``<unk>``
+  on exactly those characters and fuses each run into one, so the k-th ``<unk>`` is the k-th run;
+- its pieces add up to its length (with the prepended ``▁``), word by word after ``WhitespaceSplit``,
+  whose words the tokens must match one for one (a word's first piece begins with ``▁``).
 
 Supported pipelines (checked once, from ``tokenizer.json``): model Unigram without byte fallback,
 pre-tokenizer ``Metaspace`` (split on) alone or after ``WhitespaceSplit``, any normalizer. Others get
@@ -37,9 +38,9 @@ from operator import attrgetter
 import numpy as np
 
 _IDS = attrgetter("ids")
-# below this many characters a request gains nothing rebuilt (bench/steps.py on the 2-core CPU, ~300
-# characters a text: 0.97-0.99x at 8 texts, 1.06x at 16, 1.16x at 32, 1.2x at 128; 0.8x at one text)
-MIN_REBUILD_CHARS = 4096
+# below this many characters a request gains nothing rebuilt (bench/steps.py on the 2-core CPU, ~260
+# characters a text: 0.96-0.99x at 4 texts, 1.14-1.20x at 8, 1.25-1.30x at 16, 1.31-1.35x from 32)
+MIN_REBUILD_CHARS = 2048
 # texts the rebuild must reproduce exactly before a tokenizer uses it: scripts, spaces of every kind,
 # full-width punctuation, combining marks, emoji, specials written out, unknown characters
 SELF_CHECK = [
@@ -83,6 +84,13 @@ class PieceEnds:
         self.unknown = np.zeros(len(pieces), dtype=bool)
         if spec["model"].get("unk_id") is not None:
             self.unknown[spec["model"]["unk_id"]] = True
+        # characters with a piece of their own (never under an <unk>); a space is the replacement
+        # character, and after WhitespaceSplit whitespace is in no token at all
+        self.alone = np.zeros(0x110000, dtype=bool)  # by code point (1.1 MB): one lookup a character
+        self.alone[[ord(piece) for piece in pieces if len(piece) == 1]] = True
+        self.alone[0x20] = self.alone[ord(replacement)]
+        if whitespace_split:
+            self.alone[WHITESPACE] = True
         self.whitespace_split, self.replacement, self.prepend = whitespace_split, replacement, prepend
         self.avoid = sorted({token["content"] for token in spec.get("added_tokens", [])} | {replacement})
         self.normalizer = tokenizer.normalizer
@@ -216,10 +224,14 @@ class PieceEnds:
         points = _code_points(joined if everything else "".join(chosen))
         steps = self.lengths[ids]
         unknown = self.unknown[ids]
-        if self.whitespace_split or unknown.any():
-            ends, good = self._by_words(ids, counts, steps, unknown, points, lengths)
+        good = np.ones(len(chosen), dtype=bool)
+        if unknown.any():
+            steps, good = self._unknown_runs(counts, steps, unknown, points, lengths)
+        if self.whitespace_split:
+            ends, fits = self._by_words(ids, counts, steps, points, lengths)
         else:
-            ends, good = self._tiled(counts, steps, points, lengths)
+            ends, fits = self._tiled(counts, steps, points, lengths)
+        good &= fits
         if not good.all():
             keep = np.repeat(good, counts)
             ids, ends, counts = ids[keep], ends[keep], np.where(good, counts, 0)
@@ -229,6 +241,29 @@ class PieceEnds:
         all_counts = np.zeros(n, dtype=np.int64)
         all_counts[rebuilt] = counts[good]
         return ids, ends, all_counts, rebuilt
+
+    def _unknown_runs(self, counts, steps, unknown, points, lengths):
+        """Each ``<unk>``'s length: Unigram puts ``<unk>`` exactly on the characters that have no piece of
+        their own and fuses each run of them into one, so a text's k-th ``<unk>`` covers its k-th run of
+        such characters. Texts with as many runs as ``<unk>`` get those lengths (a piece that swallowed
+        such a character would make the text longer than its pieces, which the callers check)."""
+        n = len(lengths)
+        alone = self.alone[points]
+        text_ends = np.cumsum(lengths)
+        firsts, lasts = (text_ends - lengths)[lengths > 0], text_ends[lengths > 0] - 1
+        begins, stops = ~alone, ~alone
+        begins[1:] &= alone[:-1]
+        begins[firsts] = ~alone[firsts]
+        stops[:-1] &= alone[1:]
+        stops[lasts] = ~alone[lasts]
+        run_starts = np.flatnonzero(begins)
+        run_lengths = np.flatnonzero(stops) + 1 - run_starts
+        run_text = np.searchsorted(text_ends, run_starts, side="right")
+        unknown_text = np.repeat(np.arange(n), counts)[unknown]
+        good = np.bincount(unknown_text, minlength=n) == np.bincount(run_text, minlength=n)
+        steps = steps.copy()
+        steps[np.flatnonzero(unknown)[good[unknown_text]]] = run_lengths[good[run_text]]
+        return steps, good
 
     def _tiled(self, counts, steps, points, lengths):
         """Metaspace alone and no ``<unk>``: a text's pieces tile it (with the prepended replacement
@@ -247,9 +282,9 @@ class PieceEnds:
         covered[counts > 0] = in_text[np.cumsum(counts)[counts > 0] - 1]
         return ends, covered == lengths + prepended
 
-    def _by_words(self, ids, counts, steps, unknown, points, lengths):
-        """The general case: tokens matched to the pre-tokenizer's words, each word's pieces checked
-        against its length, one ``<unk>`` per word taking the rest."""
+    def _by_words(self, ids, counts, steps, points, lengths):
+        """After ``WhitespaceSplit`` the pieces leave the whitespace out: tokens are matched to the
+        pre-tokenizer's words, and each word's pieces must add up to its length."""
         n = len(lengths)
         text_ends = np.cumsum(lengths)
         text_starts = text_ends - lengths
@@ -261,19 +296,12 @@ class PieceEnds:
         good = np.bincount(token_text[first], minlength=n) == np.bincount(word_text, minlength=n)
         matched = good[token_text]  # tokens of texts split into other words are left out from here on
         if not good.all():
-            first, token_text, steps, unknown = first[matched], token_text[matched], steps[matched], unknown[matched]
+            first, steps = first[matched], steps[matched]
             kept_words = good[word_text]
             word_start, word_text, word_length, prepended = (word_start[kept_words], word_text[kept_words],
                                                              word_length[kept_words], prepended[kept_words])
         word = np.cumsum(first) - 1
-        if unknown.any():  # each word's one <unk> takes what its other pieces leave
-            known = np.bincount(word, weights=np.where(unknown, 0, steps), minlength=len(word_start))
-            rest = word_length - known.astype(np.int64)
-            unknowns = np.bincount(word[unknown], minlength=len(word_start))
-            exact = np.where(unknowns == 0, rest == 0, (unknowns == 1) & (rest >= 1))
-            steps = np.where(unknown, rest[word], steps)
-        else:
-            exact = np.bincount(word, weights=steps, minlength=len(word_start)).astype(np.int64) == word_length
+        exact = np.bincount(word, weights=steps, minlength=len(word_start)).astype(np.int64) == word_length
         if not exact.all():
             good &= np.bincount(word_text[~exact], minlength=n) == 0
         # end within the word, then in the text: a prepended character sits on the word's first character

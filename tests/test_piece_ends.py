@@ -154,3 +154,16 @@ def test_a_rebuild_that_cannot_be_set_up_leaves_the_library_path(tokenizer_dir, 
         served = ServingTokenizer.load(tokenizer_dir / "tokenizer.json")
     assert served.pieces is None
     assert_same_as_library(served.library, served, SENTENCES * 10)
+
+
+def test_several_unknown_runs_in_one_word_are_rebuilt(tokenizer_dir):
+    """Each <unk> is one run of characters without a piece of their own (private-use characters are in
+    no vocabulary): two runs in one word, a run at a text's start and end, runs in a long text."""
+    served = ServingTokenizer.load(tokenizer_dir / "tokenizer.json")
+    stable = [s for s in SENTENCES if served.library.normalizer.normalize_str(s) == s]  # not "e\u0301" (NFKC: é)
+    texts = ["x\ue000y\ue001z word \ue002\ue003.", "\ue004Hello\ue005", "日本\ue006語\ue007\ue008。",
+             " ".join(f"{s}\ue009{s[:3]}\ue00a" for s in stable * 30)]
+    ids, ends, counts, rebuilt = served.pieces.encode(texts)
+    assert rebuilt.all()
+    assert (ids == 3).sum() >= 10  # the <unk> id: several per text
+    assert_same_as_library(served.library, served, texts)
