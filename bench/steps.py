@@ -15,6 +15,8 @@ threshold, about what the benchmark's checkpoint gives. What it tells:
   the step when the tokenizer issue was filed), ``bulk`` (``encode_batch``, read in bulk: every text
   where the fast path does not apply) and today's (``encode_batch_fast`` ids, ends rebuilt from the
   pieces: :mod:`sat_triton.pipeline.piece_ends`);
+* one long text (``--long_chars``) as the ``<name>_long`` model tokenizes it, in pieces: today's step
+  against ``encode_batch`` read in bulk;
 * with ``--instances``: N tokenizer instances at once (one process each, as Triton runs them), each
   with ``--threads`` rayon threads (``auto``: cores / N, what the build renders; ``0``: the library's
   own pool of every core): chars/s per instance and in all, against the step as it was (per-token
@@ -46,6 +48,7 @@ from bench.corpus import CorpusGenerator  # noqa: E402
 from sat_triton.pipeline.chunking import build_inputs, plan_chunks  # noqa: E402
 from sat_triton.pipeline.options import parse_options  # noqa: E402
 from sat_triton.pipeline.pipeline import TokenizerSettings, finish, model_texts, output_arrays, prepare  # noqa: E402
+from sat_triton.pipeline.text_pieces import tokenize_in_pieces  # noqa: E402
 from sat_triton.pipeline.texts import decode_texts  # noqa: E402
 from sat_triton.pipeline.threads import available_cores, cap_tokenizer_threads  # noqa: E402
 from sat_triton.pipeline.tokenization import ServingTokenizer, TokenizedBatch  # noqa: E402
@@ -145,6 +148,18 @@ def steps_table(args, tokenizer_file: Path) -> None:
               f"{post_s / len(requests) * 1e3:>10.2f} {tok_s / post_s:>9.2f}", flush=True)
 
 
+def long_text_row(args, served) -> None:
+    """One long text as the ``<name>_long`` model tokenizes it (in pieces, a few per call): today's step
+    against ``encode_batch`` read in bulk, alternating passes."""
+    text = " ".join(CorpusGenerator().texts(args.long_chars // 200 + 1, seed=3, chars=args.text_chars))[:args.long_chars]
+    rebuilt, library = tokenize_in_pieces(served, [text]), tokenize_in_pieces(served.library, [text])
+    assert np.array_equal(rebuilt.ids, library.ids) and np.array_equal(rebuilt.ends, library.ends)
+    best = best_seconds({"today": lambda: tokenize_in_pieces(served, [text]),
+                         "bulk": lambda: tokenize_in_pieces(served.library, [text])}, args.repeat, CLOCKS[args.clock])
+    print(f"one text of {len(text):,} characters, in pieces (the long model): today {len(text) / best['today']:,.0f} "
+          f"chars/s, bulk {len(text) / best['bulk']:,.0f}, today / bulk {best['bulk'] / best['today']:.2f}", flush=True)
+
+
 def _instance(tokenizer_file: str, threads: int, per_token: bool, texts: list[str], k: int, passes: int, barrier,
               queue) -> None:
     """One tokenizer instance (a process, as Triton runs it): rayon threads capped first, then timed."""
@@ -210,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--texts", type=int, default=2048, help="corpus size (default: %(default)s)")
     parser.add_argument("--text_chars", type=int, default=300, help="characters per text, about (default: %(default)s)")
     parser.add_argument("--texts_per_request", default="1,8,32,128", help="comma list (default: %(default)s)")
+    parser.add_argument("--long_chars", type=int, default=1_000_000,
+                        help="also time one text this long, as the long model tokenizes it; 0: skip (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per setting; the best counts (default: %(default)s)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="time the steps by wall clock or by this process's CPU time (default: %(default)s)")
@@ -232,6 +249,8 @@ def main(argv=None) -> int:
     tokenizer_file = tokenizer_path(Path(args.work_dir)) / "tokenizer.json"
     if not args.skip_steps:
         steps_table(args, tokenizer_file)
+        if args.long_chars:
+            long_text_row(args, ServingTokenizer.load(tokenizer_file))
     if args.instances:
         instances_table(args, tokenizer_file)
     return 0
