@@ -91,7 +91,7 @@ class PieceEnds:
         self.alone[0x20] = self.alone[ord(replacement)]
         if whitespace_split:
             self.alone[WHITESPACE] = True
-        self.whitespace_split, self.replacement, self.prepend = whitespace_split, replacement, prepend
+        self.whitespace_split, self.prepend = whitespace_split, prepend
         self.avoid = sorted({token["content"] for token in spec.get("added_tokens", [])} | {replacement})
         self.normalizer = tokenizer.normalizer
         self.single = {}  # code point -> the code point it normalizes to on its own, or -1
@@ -168,36 +168,21 @@ class PieceEnds:
     # -- words ------------------------------------------------------------------------------------------
 
     def _words(self, points: np.ndarray, text_starts: np.ndarray, text_ends: np.ndarray):
-        """Each word's start (in the joined texts), its text, its length in pieces' characters (with the
-        prepended replacement character, if any) and that prepended count (0 or 1)."""
+        """``WhitespaceSplit``'s words (runs of non-whitespace): each one's start in the joined texts, its
+        text, its length in pieces' characters (with the prepended replacement character, if any) and
+        that prepended count (0 or 1)."""
         last = len(points) - 1
-        if self.whitespace_split:  # words: runs of non-whitespace
-            word = ~np.isin(points, WHITESPACE)
-            edge = np.empty(len(points) + 1, dtype=bool)  # a word begins or ends between two characters
-            edge[1:-1] = word[1:] != word[:-1]
-            edge[0] = edge[-1] = True
-            edge[text_starts] = edge[text_ends] = True
-            cuts = np.flatnonzero(edge)
-            starts = cuts[:-1][word[np.minimum(cuts[:-1], last)]]
-            stops = cuts[1:][word[np.minimum(cuts[:-1], last)]]
-            text = np.searchsorted(text_starts, starts, side="right") - 1
-            at_text_start = starts == text_starts[text]
-            prepended = (np.ones(len(starts), dtype=bool) if self.prepend == "always"
-                         else at_text_start if self.prepend == "first" else np.zeros(len(starts), dtype=bool))
-        else:  # Metaspace splits before every space (the space is the word's replacement character)
-            begins = points == 0x20
-            space_first = begins[text_starts[text_starts <= last]]
-            begins[text_starts[text_starts <= last]] = True
-            starts = np.flatnonzero(begins)
-            text = np.searchsorted(text_starts, starts, side="right") - 1
-            stops = np.empty_like(starts)
-            stops[:-1] = starts[1:]
-            stops[-1] = text_ends[-1]
-            changes = np.flatnonzero(text[1:] != text[:-1])
-            stops[changes] = text_ends[text[changes]]
-            prepended = np.zeros(len(starts), dtype=bool)
-            if self.prepend != "never":  # only a text's first word can get one: the others begin with a space
-                prepended[np.searchsorted(starts, text_starts[text_starts <= last])] = ~space_first
+        word = ~np.isin(points, WHITESPACE)
+        edge = np.empty(len(points) + 1, dtype=bool)  # a word begins or ends between two characters
+        edge[1:-1] = word[1:] != word[:-1]
+        edge[0] = edge[-1] = True
+        edge[text_starts] = edge[text_ends] = True
+        cuts = np.flatnonzero(edge)[:-1]
+        in_word = word[np.minimum(cuts, last)]
+        starts, stops = cuts[in_word], np.flatnonzero(edge)[1:][in_word]
+        text = np.searchsorted(text_starts, starts, side="right") - 1
+        prepended = (np.ones(len(starts), dtype=bool) if self.prepend == "always"
+                     else starts == text_starts[text] if self.prepend == "first" else np.zeros(len(starts), dtype=bool))
         return starts, text, stops - starts + prepended, prepended.astype(np.int64)
 
     # -- the rebuild ------------------------------------------------------------------------------------
