@@ -251,8 +251,8 @@ class PieceEnds:
         return steps, good
 
     def _tiled(self, counts, steps, points, lengths):
-        """Metaspace alone and no ``<unk>``: a text's pieces tile it (with the prepended replacement
-        character), so a token's end is the running sum of its text's piece lengths."""
+        """Metaspace alone: a text's pieces (each ``<unk>`` as long as its run) tile it, with the prepended
+        replacement character, so a token's end is the running sum of its text's piece lengths."""
         prepended = np.zeros(len(lengths), dtype=np.int64)
         if self.prepend != "never":
             nonempty = lengths > 0
