@@ -180,8 +180,8 @@ def _instance(tokenizer_file: str, threads: int, per_token: bool, texts: list[st
 
 
 def instances_table(args, tokenizer_file: Path) -> None:
-    """N instances at once per setting: today's step (bulk conversion) at each ``--threads``, and the
-    step before this change (per-token conversion, the library's own pool in every instance) as the
+    """N instances at once per setting: today's step (ends rebuilt from the pieces) at each ``--threads``,
+    and the step as it was (per-token conversion, the library's own pool in every instance) as the
     baseline; settings take turns for ``--rounds`` rounds, the best round counts."""
     cores = available_cores()
     corpus = CorpusGenerator().texts(args.texts, seed=0, chars=args.text_chars)
