@@ -151,7 +151,8 @@ def steps_table(args, tokenizer_file: Path) -> None:
 def long_text_row(args, served) -> None:
     """One long text as the ``<name>_long`` model tokenizes it (in pieces, a few per call): today's step
     against ``encode_batch`` read in bulk, alternating passes."""
-    text = " ".join(CorpusGenerator().texts(args.long_chars // 200 + 1, seed=3, chars=args.text_chars))[:args.long_chars]
+    texts = CorpusGenerator().texts(args.long_chars // 200 + 1, seed=3, chars=args.text_chars)
+    text = " ".join(texts)[:args.long_chars]
     rebuilt, library = tokenize_in_pieces(served, [text]), tokenize_in_pieces(served.library, [text])
     assert np.array_equal(rebuilt.ids, library.ids) and np.array_equal(rebuilt.ends, library.ends)
     best = best_seconds({"today": lambda: tokenize_in_pieces(served, [text]),
@@ -226,7 +227,8 @@ def main(argv=None) -> int:
     parser.add_argument("--text_chars", type=int, default=300, help="characters per text, about (default: %(default)s)")
     parser.add_argument("--texts_per_request", default="1,8,32,128", help="comma list (default: %(default)s)")
     parser.add_argument("--long_chars", type=int, default=1_000_000,
-                        help="also time one text this long, as the long model tokenizes it; 0: skip (default: %(default)s)")
+                        help="also time one text this long, as the long model tokenizes it; 0: skip "
+                        "(default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per setting; the best counts (default: %(default)s)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="time the steps by wall clock or by this process's CPU time (default: %(default)s)")
